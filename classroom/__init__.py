@@ -1,0 +1,1 @@
+"""The domain: schools, classrooms, pairings, lessons, people; and the classroom agent."""

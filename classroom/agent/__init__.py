@@ -1,0 +1,1 @@
+"""The classroom agent: the headless endpoint on a classroom box."""

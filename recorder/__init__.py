@@ -1,0 +1,1 @@
+"""Lesson recording, finalisation and the resource library."""

@@ -1,0 +1,1 @@
+"""The server: REST API, WebSocket signaling, and the media router."""

@@ -1,0 +1,1 @@
+"""Browser pages, served by the signaling server without any CDN."""
