@@ -1,0 +1,68 @@
+"""Runtime settings, read once from the command line and the environment.
+
+Every knob has a zero-setup default (SQLite and a folder under ./tongbu-data) so that one
+command starts a working server; scale-out engines are chosen by URL, never by code change.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path("tongbu-data")
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = DEFAULT_DATA_DIR
+    # SQLAlchemy async URL; None means SQLite inside data_dir.
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Signs join tokens. None means a random key kept in data_dir/secret.key, so tokens
+    # survive a restart of a single-node install without any setup.
+    secret_key: bytes | None = None
+    # STUN/TURN servers handed to clients and used by the server. Empty by default:
+    # school networks are closed, and a public STUN server would only delay gathering.
+    ice_servers: tuple[str, ...] = ()
+    # Addresses the server's ICE agent may offer (empty: all interfaces).
+    ice_interfaces: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'tongbu.sqlite3').resolve()}"
+
+    def resolved_secret_key(self) -> bytes:
+        if self.secret_key:
+            return self.secret_key
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            # Written with O_EXCL so two processes starting together agree on one key.
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(secrets.token_bytes(32))
+        return path.read_bytes()
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Environment variables (TONGBU_*) below explicit overrides from the CLI."""
+        env: dict[str, object] = {}
+        if v := os.environ.get("TONGBU_DATA_DIR"):
+            env["data_dir"] = Path(v)
+        if v := os.environ.get("TONGBU_DATABASE_URL"):
+            env["database_url"] = v
+        if v := os.environ.get("TONGBU_SECRET_KEY"):
+            env["secret_key"] = v.encode()
+        if v := os.environ.get("TONGBU_ICE_SERVERS"):
+            env["ice_servers"] = tuple(s for s in v.split(",") if s)
+        env.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**env)  # type: ignore[arg-type]

@@ -1,0 +1,70 @@
+"""What the router reports about a live lesson: the shapes of GET /lessons/{id}/live.
+
+Defined once as msgspec structs so the API response, the OpenAPI document and the admin
+pages agree.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class LinkQuality(msgspec.Struct, kw_only=True):
+    """One direction of one room's link, from RTCP receiver reports and our own counters."""
+
+    bitrate_kbps: float = 0.0
+    packets: int = 0
+    packets_lost: int = 0
+    fraction_lost: float = 0.0  # 0..1, last report interval
+    jitter_ms: float = 0.0
+    rtt_ms: float | None = None
+
+
+class TrackState(msgspec.Struct, kw_only=True):
+    track_id: str
+    classroom_id: int
+    kind: str  # "audio" | "video"
+    codec: str  # e.g. "video/H264"
+    bitrate_kbps: float = 0.0
+    packets: int = 0
+    packets_lost: int = 0
+    keyframes: int = 0
+    keyframe_requests: int = 0
+    subscribers: int = 0
+    muted: bool = False
+
+
+class RoomState(msgspec.Struct, kw_only=True):
+    classroom_id: int
+    name: str
+    role: str  # "main" | "receiving" | "watch"
+    connected: bool
+    connected_since: str | None = None  # ISO 8601 UTC
+    reconnects: int = 0
+    hand_raised: bool = False
+    on_stage: bool = False
+    upstream: LinkQuality = msgspec.field(default_factory=LinkQuality)  # room -> server
+    downstream: LinkQuality = msgspec.field(default_factory=LinkQuality)  # server -> room
+    subscriptions: list[str] = msgspec.field(default_factory=list)
+
+
+class ForwardingCounters(msgspec.Struct, kw_only=True):
+    packets_in: int = 0
+    packets_out: int = 0
+    bytes_out: int = 0
+    nacks_received: int = 0
+    retransmissions: int = 0
+    plis_received: int = 0
+    keyframe_requests_sent: int = 0
+    # Must stay 0: the live path forwards encoded media (DESIGN decision 1).
+    transcodes: int = 0
+
+
+class LiveLessonState(msgspec.Struct, kw_only=True):
+    lesson_id: int
+    state: str
+    stage_classroom_id: int | None = None
+    rooms: list[RoomState] = msgspec.field(default_factory=list)
+    watchers: int = 0
+    tracks: list[TrackState] = msgspec.field(default_factory=list)
+    forwarding: ForwardingCounters = msgspec.field(default_factory=ForwardingCounters)
