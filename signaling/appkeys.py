@@ -1,0 +1,28 @@
+"""Typed keys for what the aiohttp application carries, so handlers share one vocabulary."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from classroom.config import Settings
+from signaling.live_state import LiveLessonState
+
+if TYPE_CHECKING:
+    from signaling.tokens import JoinTokens
+
+
+class LiveLessons(Protocol):
+    """What the REST API may ask of the media side (implemented by signaling.ws)."""
+
+    def snapshot(self, lesson_id: int) -> LiveLessonState | None: ...
+
+    async def end_lesson(self, lesson_id: int, reason: str) -> None: ...
+
+
+SETTINGS = web.AppKey("settings", Settings)
+DB = web.AppKey("db", async_sessionmaker)
+TOKENS = web.AppKey("tokens", "JoinTokens")
+LIVE = web.AppKey("live", LiveLessons)
