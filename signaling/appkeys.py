@@ -24,5 +24,5 @@ class LiveLessons(Protocol):
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", async_sessionmaker)
-TOKENS = web.AppKey("tokens", "JoinTokens")
+TOKENS: web.AppKey[JoinTokens] = web.AppKey("tokens")
 LIVE = web.AppKey("live", LiveLessons)
