@@ -241,11 +241,14 @@ _encoder = msgspec.json.Encoder()
 class ProtocolError(Exception):
     """A frame that cannot be accepted; carries the code the client will see."""
 
-    def __init__(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
+    def __init__(
+        self, code: ErrorCode, message: str, ref: str | None = None, *, fatal: bool = False
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.ref = ref
+        self.fatal = fatal
 
 
 def decode_client_message(frame: str | bytes) -> ClientMessage:

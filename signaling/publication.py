@@ -52,6 +52,9 @@ class TrackSink(Protocol):
 
     async def write_rtp(self, packet: RtpPacket, keyframe: bool) -> None: ...
 
+    def resync(self) -> None:
+        """The stream resumes after a pause (unmute): start again at a keyframe."""
+
     def source_ended(self, publication: Publication) -> None: ...
 
 
@@ -130,6 +133,15 @@ class Publication:
 
     def unsubscribe(self, sink: TrackSink) -> None:
         self._sinks = tuple(s for s in self._sinks if s is not sink)
+
+    def set_muted(self, muted: bool) -> None:
+        if self.muted == muted:
+            return
+        self.muted = muted
+        if not muted:
+            for sink in self._sinks:
+                sink.resync()
+            self.request_keyframe(force=True)
 
     def cached(self, sequence_number: int) -> RtpPacket | None:
         """The packet with this sequence number, if still held for retransmission."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
@@ -98,6 +99,7 @@ class RoomConnection:
         self._max_bitrate = max_bitrate
         self._revision = 0
         self._awaiting: int | None = None
+        self._offered_at = 0.0
         self._again = False
         self._lock = asyncio.Lock()
         self._closed = False
@@ -232,6 +234,7 @@ class RoomConnection:
             await self.pc.setLocalDescription(await self.pc.createOffer())
             self._revision += 1
             self._awaiting = self._revision
+            self._offered_at = time.monotonic()
             await self._send(
                 protocol.Offer(
                     revision=self._revision, sdp=self.pc.localDescription.sdp, slots=self.slots()
@@ -275,9 +278,8 @@ class RoomConnection:
             raise ProtocolError(ErrorCode.NOT_JOINED, "ICE candidate before any answer", message.id)
         await self.pc.addIceCandidate(candidate)
 
-    @property
-    def awaiting_answer(self) -> bool:
-        return self._awaiting is not None
+    def answer_overdue(self, timeout: float) -> bool:
+        return self._awaiting is not None and time.monotonic() - self._offered_at > timeout
 
     async def send_slots(self) -> None:
         await self._send(protocol.Slots(revision=self._revision, slots=self.slots()))

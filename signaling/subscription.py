@@ -94,6 +94,9 @@ class SubscriberLeg:
         self._last_sent = 0.0
         self._rebase_pending = True
         self._sr_sent: dict[int, float] = {}
+        self._rate_stamp = time.monotonic()
+        self._rate_bytes = 0
+        self._rate_kbps = 0.0
 
     # --------------------------------------------------------------- source
 
@@ -112,6 +115,10 @@ class SubscriberLeg:
         if self.source is not None:
             self.source.unsubscribe(self)
             self.source = None
+
+    def resync(self) -> None:
+        self._rebase_pending = True
+        self.waiting_for_keyframe = self.kind == "video"
 
     def source_ended(self, publication: Publication) -> None:
         if self.source is publication:
@@ -183,6 +190,16 @@ class SubscriberLeg:
                 return
             if self._ssrc in ssrcs:
                 self.remb_bps = bitrate
+
+    def bitrate_kbps(self) -> float:
+        """Forwarded bitrate since the previous call (called about once a second)."""
+        now = time.monotonic()
+        elapsed = now - self._rate_stamp
+        if elapsed >= 0.5:
+            self._rate_kbps = (self.counters.bytes - self._rate_bytes) * 8 / elapsed / 1000
+            self._rate_bytes = self.counters.bytes
+            self._rate_stamp = now
+        return self._rate_kbps
 
     # --------------------------------------------------------------- RTCP out
 

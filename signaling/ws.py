@@ -1,20 +1,47 @@
-"""WebSocket signaling endpoint (being written; see issue 3)."""
+"""Mounts the signaling WebSocket (`/ws/v1`) and the live-lesson registry on the app."""
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
-from signaling.appkeys import LIVE
-from signaling.live_state import LiveLessonState
+from signaling.appkeys import DB, LIVE, SETTINGS, TOKENS
+from signaling.live_registry import LiveLessonRegistry
+from signaling.session import MAX_FRAME_BYTES, SignalingSession
+
+REGISTRY = web.AppKey("live_registry", LiveLessonRegistry)
+WS_PATH = "/ws/v1"
 
 
-class _NoLiveLessons:
-    def snapshot(self, lesson_id: int) -> LiveLessonState | None:
-        return None
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    app = request.app
+    ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True)
+    await ws.prepare(request)
+    session = SignalingSession(
+        ws,
+        registry=app[REGISTRY],
+        db=app[DB],
+        tokens=app[TOKENS],
+        ice_servers=app[SETTINGS].ice_servers,
+        remote=request.remote,
+    )
+    await session.run()
+    return ws
 
-    async def end_lesson(self, lesson_id: int, reason: str) -> None:
-        return None
+
+async def _close_sessions(app: web.Application) -> None:
+    """On shutdown, close sockets with 1001 so classroom agents reconnect to the next server."""
+    registry = app[REGISTRY]
+    sessions = [s for lesson in registry.lessons.values() for s in lesson.sessions()]
+    await asyncio.gather(
+        *(s.close(reason="server_shutdown", code=1001) for s in sessions), return_exceptions=True
+    )
 
 
 def setup_signaling(app: web.Application) -> None:
-    app[LIVE] = _NoLiveLessons()
+    registry = LiveLessonRegistry()
+    app[REGISTRY] = registry
+    app[LIVE] = registry
+    app.router.add_get(WS_PATH, websocket)
+    app.on_shutdown.append(_close_sessions)

@@ -1,0 +1,254 @@
+"""A lesson while it is live: who is connected, who is on stage, who receives what.
+
+The forwarding policy of a 1拖4 lesson lives here and only here:
+- the main room receives every receiving room;
+- a receiving room receives the main room, and the room on stage (if not itself);
+- a watcher (view-only) receives every room;
+- a muted track is forwarded to nobody.
+A client may narrow what it receives with `subscribe`, never widen it: rural pupils'
+faces and voices reach another school only while their room is on stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from classroom.lessons import LessonRoster
+
+from signaling import protocol
+from signaling.live_state import (
+    ForwardingCounters,
+    LinkQuality,
+    LiveLessonState,
+    RoomState,
+    TrackState,
+)
+from signaling.publication import Publication
+
+if TYPE_CHECKING:
+    from signaling.session import SignalingSession
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RoomPresenceState:
+    """What the lesson remembers of a room between its connections."""
+
+    connected_since: datetime | None = None
+    reconnects: int = 0
+    joins: int = 0
+    hand_raised: bool = False
+    muted: dict[str, bool] = field(default_factory=lambda: {"audio": False, "video": False})
+
+
+PublicationObserver = Callable[[Publication], None]
+
+
+class LiveLesson:
+    def __init__(self, roster: LessonRoster) -> None:
+        self.roster = roster
+        self.lesson_id = roster.lesson_id
+        self.state = str(roster.state)
+        self.main_id = next(r.classroom_id for r in roster.rooms if r.role == "main")
+        self.rooms: dict[int, SignalingSession] = {}
+        self.watchers: set[SignalingSession] = set()
+        self.presence: dict[int, RoomPresenceState] = {
+            r.classroom_id: RoomPresenceState() for r in roster.rooms
+        }
+        self.stage: int | None = None
+        self.publications: dict[str, Publication] = {}
+        # Sinks other than rooms (the recorder, the broadcaster) hear of each new track here.
+        self.publication_observers: list[PublicationObserver] = []
+        self.transcodes = 0
+        self._reconcile_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------- policy
+
+    def role_of(self, classroom_id: int) -> str | None:
+        return next((r.role for r in self.roster.rooms if r.classroom_id == classroom_id), None)
+
+    def allowed_for(self, session: SignalingSession) -> list[Publication]:
+        """Every publication this session may receive under the lesson's policy."""
+        result = []
+        for publication in self.publications.values():
+            if publication.ended or publication.codec is None:
+                continue
+            source = publication.classroom_id
+            if source == session.classroom_id:
+                continue
+            if session.role == "receiving" and source not in (self.main_id, self.stage):
+                continue
+            result.append(publication)
+        return result
+
+    def desired_for(self, session: SignalingSession) -> list[Publication]:
+        selection = session.selection
+        allowed = self.allowed_for(session)
+        return [p for p in allowed if selection is None or p.track_id in selection]
+
+    def set_muted(self, classroom_id: int, kind: str, muted: bool) -> None:
+        """Muting is enforced here, at the source: nothing of it is forwarded or recorded."""
+        self.presence[classroom_id].muted[kind] = muted
+        publication = self.publications.get(f"{classroom_id}-{kind}")
+        if publication is not None:
+            publication.set_muted(muted)
+
+    def sessions(self) -> list[SignalingSession]:
+        return [*self.rooms.values(), *self.watchers]
+
+    # ------------------------------------------------------------- events
+
+    def add_publication(self, publication: Publication) -> None:
+        old = self.publications.get(publication.track_id)
+        if old is not None and old is not publication:
+            old.end()
+        self.publications[publication.track_id] = publication
+        presence = self.presence.get(publication.classroom_id)
+        if presence is not None and presence.muted.get(publication.kind):
+            publication.set_muted(True)
+        for observer in self.publication_observers:
+            observer(publication)
+
+    def drop_publications_of(self, classroom_id: int) -> None:
+        for track_id, publication in list(self.publications.items()):
+            if publication.classroom_id == classroom_id:
+                publication.end()
+                del self.publications[track_id]
+
+    async def reconcile(self) -> None:
+        """Bring every room's legs in line with the policy, then tell everyone."""
+        async with self._reconcile_lock:
+            for session in self.sessions():
+                await session.apply_sources(self.desired_for(session))
+            await self.broadcast_tracks()
+            await self.broadcast_state()
+
+    async def broadcast_state(self) -> None:
+        message = self.state_message()
+        for session in self.sessions():
+            await session.send(message)
+
+    async def broadcast_tracks(self) -> None:
+        for session in self.sessions():
+            await session.send(self.tracks_message(session))
+
+    def state_message(self) -> protocol.LessonState:
+        rooms = []
+        for room in self.roster.rooms:
+            presence = self.presence[room.classroom_id]
+            rooms.append(
+                protocol.RoomPresence(
+                    classroom_id=room.classroom_id,
+                    name=room.name,
+                    school_name=room.school_name,
+                    role=room.role,
+                    connected=room.classroom_id in self.rooms,
+                    hand_raised=presence.hand_raised,
+                    audio_muted=presence.muted["audio"],
+                    video_muted=presence.muted["video"],
+                )
+            )
+        return protocol.LessonState(state=self.state, stage_classroom_id=self.stage, rooms=rooms)
+
+    def tracks_message(self, session: SignalingSession) -> protocol.Tracks:
+        tracks = []
+        for publication in self.allowed_for(session):
+            codec = publication.codec
+            presence = self.presence.get(publication.classroom_id, RoomPresenceState())
+            tracks.append(
+                protocol.TrackInfo(
+                    track_id=publication.track_id,
+                    classroom_id=publication.classroom_id,
+                    kind=publication.kind,  # type: ignore[arg-type]
+                    codec=codec.mimeType if codec else "",
+                    muted=presence.muted.get(publication.kind, False),
+                )
+            )
+        return protocol.Tracks(tracks=tracks)
+
+    # ------------------------------------------------------------- report
+
+    def snapshot(self) -> LiveLessonState:
+        forwarding = ForwardingCounters(transcodes=self.transcodes)
+        tracks = []
+        for publication in self.publications.values():
+            counters = publication.counters
+            forwarding.packets_in += counters.packets
+            forwarding.keyframe_requests_sent += counters.keyframe_requests
+            lost, _, _ = publication.loss()
+            tracks.append(
+                TrackState(
+                    track_id=publication.track_id,
+                    classroom_id=publication.classroom_id,
+                    kind=publication.kind,
+                    codec=publication.codec.mimeType if publication.codec else "",
+                    bitrate_kbps=round(publication.update_bitrate(), 1),
+                    packets=counters.packets,
+                    packets_lost=lost,
+                    keyframes=counters.keyframes,
+                    keyframe_requests=counters.keyframe_requests,
+                    subscribers=len(publication.sinks),
+                    muted=publication.muted,
+                )
+            )
+        rooms = []
+        for room in self.roster.rooms:
+            presence = self.presence[room.classroom_id]
+            session = self.rooms.get(room.classroom_id)
+            state = RoomState(
+                classroom_id=room.classroom_id,
+                name=room.name,
+                role=room.role,
+                connected=session is not None,
+                connected_since=presence.connected_since.isoformat()
+                if presence.connected_since and session is not None
+                else None,
+                reconnects=presence.reconnects,
+                hand_raised=presence.hand_raised,
+                on_stage=self.stage == room.classroom_id,
+            )
+            if session is not None:
+                state.upstream, state.downstream = session.link_quality()
+                state.subscriptions = session.subscribed_track_ids()
+            rooms.append(state)
+        for session in self.sessions():
+            for leg in session.legs():
+                c = leg.counters
+                forwarding.packets_out += c.packets
+                forwarding.bytes_out += c.bytes
+                forwarding.nacks_received += c.nacks_received
+                forwarding.retransmissions += c.retransmissions
+                forwarding.plis_received += c.plis_received
+        return LiveLessonState(
+            lesson_id=self.lesson_id,
+            state=self.state,
+            stage_classroom_id=self.stage,
+            rooms=rooms,
+            watchers=len(self.watchers),
+            tracks=tracks,
+            forwarding=forwarding,
+        )
+
+
+def link_quality(publications: list[Publication]) -> LinkQuality:
+    """Upstream quality of a room: what we measure on the tracks it publishes."""
+    quality = LinkQuality()
+    for publication in publications:
+        lost, fraction, jitter = publication.loss()
+        quality.bitrate_kbps += publication.counters.bitrate_kbps
+        quality.packets += publication.counters.packets
+        quality.packets_lost += lost
+        quality.fraction_lost = max(quality.fraction_lost, fraction)
+        quality.jitter_ms = max(quality.jitter_ms, jitter)
+    quality.bitrate_kbps = round(quality.bitrate_kbps, 1)
+    return quality
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,91 @@
+"""The live lessons of this server process, by lesson id.
+
+A lesson's media lives in one process (DESIGN decision 4); with several nodes, placement
+decides which. Here: create on first join, forget when the lesson ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from classroom.lessons import LessonRoster
+
+from signaling import protocol
+from signaling.errors import ErrorCode
+from signaling.live_lesson import LiveLesson, now_utc
+from signaling.live_state import LiveLessonState
+
+if TYPE_CHECKING:
+    from signaling.session import SignalingSession
+
+logger = logging.getLogger(__name__)
+
+
+class LiveLessonRegistry:
+    def __init__(self) -> None:
+        self.lessons: dict[int, LiveLesson] = {}
+        self._lock = asyncio.Lock()
+        # Called with each LiveLesson when it is created (the recorder attaches here).
+        self.on_lesson_created: list = []
+
+    async def attach(self, roster: LessonRoster, session: SignalingSession) -> LiveLesson:
+        """Add a session to its lesson; the same classroom joining again replaces the old."""
+        async with self._lock:
+            lesson = self.lessons.get(roster.lesson_id)
+            if lesson is None:
+                lesson = LiveLesson(roster)
+                self.lessons[roster.lesson_id] = lesson
+                for hook in self.on_lesson_created:
+                    hook(lesson)
+            if session.role == "main":
+                lesson.state = "live"
+        if session.classroom_id is None:
+            lesson.watchers.add(session)
+            return lesson
+        previous = lesson.rooms.get(session.classroom_id)
+        presence = lesson.presence[session.classroom_id]
+        if previous is not None and previous is not session:
+            await previous.send_error(
+                ErrorCode.REPLACED,
+                "this classroom joined again on another connection",
+                fatal=True,
+            )
+            await previous.close(reason="replaced")
+        if presence.joins:
+            presence.reconnects += 1
+        presence.joins += 1
+        presence.connected_since = now_utc()
+        lesson.rooms[session.classroom_id] = session
+        return lesson
+
+    async def detach(self, lesson: LiveLesson, session: SignalingSession) -> None:
+        if session.classroom_id is None:
+            lesson.watchers.discard(session)
+        elif lesson.rooms.get(session.classroom_id) is session:
+            del lesson.rooms[session.classroom_id]
+            lesson.drop_publications_of(session.classroom_id)
+            if lesson.stage == session.classroom_id:
+                pass  # the stage stays: when the room comes back, everyone sees it again
+        if self.lessons.get(lesson.lesson_id) is lesson:
+            try:
+                await lesson.reconcile()
+            except Exception:
+                logger.exception("reconcile after %s left failed", session.id)
+
+    def snapshot(self, lesson_id: int) -> LiveLessonState | None:
+        lesson = self.lessons.get(lesson_id)
+        return lesson.snapshot() if lesson is not None else None
+
+    async def end_lesson(self, lesson_id: int, reason: str) -> None:
+        """Tell every room the lesson is over and close their connections."""
+        lesson = self.lessons.pop(lesson_id, None)
+        if lesson is None:
+            return
+        lesson.state = "ended"
+        for session in lesson.sessions():
+            await session.send(protocol.LessonEnded(reason=reason))
+        await asyncio.gather(
+            *(s.close(reason="lesson_ended") for s in lesson.sessions()), return_exceptions=True
+        )
