@@ -107,7 +107,7 @@ class Publication:
         self._rtcp_ssrc = rtcp_ssrc
         self._send_rtcp = send_rtcp
         self._on_started = on_started
-        self._payload_type = -1
+        self._payload_types: frozenset[int] = frozenset()
         self._detect_keyframe: KeyframeDetector | None = None
         self._sinks: tuple[TrackSink, ...] = ()
         self._stats: StreamStatistics | None = None
@@ -156,8 +156,14 @@ class Publication:
         media = [c for c in parameters.codecs if not is_rtx(c)]
         if not media:
             return
+        # The answerer sends with the first codec of its answer, but may pick any profile
+        # variant of it (aiortc reorders by its own preferences: 42001f before 42e01f), so
+        # every payload type of that codec is the same stream to us.
         self.codec = media[0]
-        self._payload_type = self.codec.payloadType
+        mime = self.codec.mimeType.lower()
+        self._payload_types = frozenset(
+            c.payloadType for c in media if c.mimeType.lower() == mime
+        )
         self._detect_keyframe = keyframe_detector(self.codec.mimeType)
         self._stats = StreamStatistics(self.codec.clockRate)
         if self._on_started is not None:
@@ -165,7 +171,7 @@ class Publication:
 
     async def on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         # Hot path: every packet the room publishes.
-        if packet.payload_type != self._payload_type:
+        if packet.payload_type not in self._payload_types:
             self.counters.wrong_payload_type += 1
             return
         self.ssrc = packet.ssrc

@@ -315,11 +315,15 @@ class ClassroomAgent:
             pc.addTrack(video)
             for transceiver in pc.getTransceivers():
                 if transceiver.kind == "video":
-                    preferred = publisher.preferred_video_codec().lower()
+                    preferred = publisher.preferred_video_codec().lower().removeprefix("video/")
                     codecs = RTCRtpSender.getCapabilities("video").codecs
-                    transceiver.setCodecPreferences(
-                        [c for c in codecs if c.mimeType.lower() == f"video/{preferred}"]
+                    # Constrained baseline first: it is what our x264 settings produce
+                    # and what every browser decodes.
+                    chosen = sorted(
+                        (c for c in codecs if c.mimeType.lower() == f"video/{preferred}"),
+                        key=lambda c: c.parameters.get("profile-level-id") != "42e01f",
                     )
+                    transceiver.setCodecPreferences(chosen)
                 publisher.attach_sender(transceiver.kind, transceiver.sender)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
