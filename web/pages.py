@@ -1,9 +1,111 @@
-"""Pages served by the server (being written; see issue 3)."""
+"""Pages served by the server: static assets under /static/ and the live lesson viewer.
+
+School networks are closed (DESIGN: no CDN at run time), so every script, style and
+message catalogue the pages need is served from web/static/ by this module. There is no
+build step and file names carry no content hash, so assets are sent with
+`Cache-Control: no-cache` and a validator (ETag): a browser revalidates on each load and
+gets a cheap 304, and a deploy is never hidden behind a stale cache.
+
+The viewer's watch token travels in the URL fragment (`/watch/7#token=...`), which a
+browser never sends, so it stays out of server and proxy logs.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 from aiohttp import web
+
+STATIC_ROOT = (Path(__file__).parent / "static").resolve()
+STATIC_PREFIX = "/static/"
+
+# Explicit, so a served type never depends on the host's /etc/mime.types (Debian maps
+# .js to application/javascript on some versions; module scripts need a JS type).
+CONTENT_TYPES: dict[str, str] = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".ico": "image/x-icon",
+    ".woff2": "font/woff2",
+    ".txt": "text/plain; charset=utf-8",
+}
+
+# Pages talk only to their own origin: scripts, styles, JSON and the signaling socket.
+# Media arrives over WebRTC and is attached with srcObject, which CSP does not govern.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "media-src 'self' blob: mediastream:; connect-src 'self' ws: wss:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'self'; form-action 'none'"
+)
+
+
+def _security_headers(response: web.StreamResponse) -> None:
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+
+
+def _resolve(relative: str) -> Path | None:
+    """The file under STATIC_ROOT that `relative` names, or None (never outside the root)."""
+    if not relative or "\x00" in relative or "\\" in relative:
+        return None
+    candidate = (STATIC_ROOT / relative).resolve()
+    if not candidate.is_relative_to(STATIC_ROOT) or not candidate.is_file():
+        return None
+    if any(part.startswith(".") for part in candidate.relative_to(STATIC_ROOT).parts):
+        return None  # editor swap files, .DS_Store and the like
+    return candidate
+
+
+def _file_response(request: web.Request, path: Path, *, page: bool = False) -> web.StreamResponse:
+    content_type = CONTENT_TYPES.get(path.suffix.lower())
+    if content_type is None:
+        raise web.HTTPNotFound()  # only types we know how to label are served
+    stat = path.stat()
+    tag = hashlib.blake2s(
+        f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode(), digest_size=8
+    ).hexdigest()
+    etag = f'"{tag}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache", "Content-Type": content_type}
+    if page:
+        headers["Content-Security-Policy"] = PAGE_CSP
+    if etag in _if_none_match(request):
+        response: web.StreamResponse = web.Response(status=304, headers=headers)
+    else:
+        body = b"" if request.method == "HEAD" else path.read_bytes()
+        response = web.Response(body=body, headers=headers)
+        if request.method == "HEAD":
+            response.content_length = stat.st_size
+    _security_headers(response)
+    return response
+
+
+def _if_none_match(request: web.Request) -> set[str]:
+    raw = request.headers.get("If-None-Match", "")
+    return {part.strip().removeprefix("W/") for part in raw.split(",") if part.strip()}
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    # match_info is already percent-decoded, so "%2e%2e/" arrives here as "../".
+    path = _resolve(request.match_info["path"])
+    if path is None:
+        raise web.HTTPNotFound()
+    return _file_response(request, path)
+
+
+async def watch_page(request: web.Request) -> web.StreamResponse:
+    """The live lesson viewer; the page reads the lesson id from its own path."""
+    path = _resolve("watch.html")
+    if path is None:  # pragma: no cover - a broken install
+        raise web.HTTPNotFound()
+    return _file_response(request, path, page=True)
 
 
 def setup_pages(app: web.Application) -> None:
-    return None
+    app.router.add_get(STATIC_PREFIX + "{path:.+}", static_file)
+    app.router.add_get(r"/watch/{lesson_id:\d{1,15}}", watch_page)

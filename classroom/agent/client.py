@@ -164,7 +164,7 @@ class ClassroomAgent:
                     self.reporter.emit("refused", code=exc.code, message=str(exc))
                     return 0 if exc.code == ErrorCode.LESSON_ENDED else 2
                 self.reporter.emit("waiting", code=exc.code)
-            except (LinkLost, OSError, websockets.WebSocketException, asyncio.TimeoutError) as exc:
+            except (TimeoutError, LinkLost, OSError, websockets.WebSocketException) as exc:
                 self.reporter.emit("link_lost", reason=repr(exc))
             if self._stopping:
                 break

@@ -79,7 +79,9 @@ class TrackReception:
             "counter": self.last_counter,
             "counter_regressions": self.counter_regressions,
             "latency_ms_p50": round(latencies[len(latencies) // 2], 1) if latencies else None,
-            "latency_ms_p95": round(latencies[int(len(latencies) * 0.95)], 1) if latencies else None,
+            "latency_ms_p95": (
+                round(latencies[int(len(latencies) * 0.95)], 1) if latencies else None
+            ),
             "tone_hz": round(self.tone_hz, 1) if self.tone_hz else None,
         }
 
