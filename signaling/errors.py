@@ -42,6 +42,8 @@ class ErrorCode(StrEnum):
     INVALID_BODY = "invalid_body"
     CONFLICT = "conflict"
     ILLEGAL_TRANSITION = "illegal_transition"
+    NOT_LIVE = "not_live"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
     INTERNAL = "internal"
 
 
@@ -76,5 +78,7 @@ DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.INVALID_BODY: "The request body does not match its schema; `field` names where.",
     ErrorCode.CONFLICT: "The request conflicts with existing data.",
     ErrorCode.ILLEGAL_TRANSITION: "The lesson cannot move from its current state to that one.",
+    ErrorCode.NOT_LIVE: "The lesson has no live session on this server right now.",
+    ErrorCode.METHOD_NOT_ALLOWED: "The path exists but not with this HTTP method.",
     ErrorCode.INTERNAL: "An unexpected server error; it was logged.",
 }

@@ -1,0 +1,324 @@
+"""Lessons: scheduling without double booking, the state machine, rosters and attendance.
+
+A lesson copies its pairing's rooms when it is created (lesson_rooms), so the roster the
+live side loads is the one that was scheduled, whatever happens to the pairing later.
+
+State machine (DESIGN: scheduled → open → live → ended, plus cancelled):
+
+    scheduled → open → live → ended
+    scheduled | open → cancelled
+    open → ended            (opened but nobody taught: closed by the scheduler or an admin)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from classroom.models import (
+    Classroom,
+    Conflict,
+    InvalidInput,
+    Lesson,
+    LessonKind,
+    LessonRoom,
+    LessonState,
+    NotFound,
+    Pairing,
+    RoomRole,
+    RoomSession,
+    utcnow,
+)
+
+__all__ = [
+    "ALLOWED",
+    "IllegalTransition",
+    "LessonKind",
+    "LessonNotFound",
+    "LessonRoster",
+    "LessonState",
+    "RosterRoom",
+    "create_lesson",
+    "get_lesson",
+    "list_lessons",
+    "list_room_sessions",
+    "load_roster",
+    "record_room_session",
+    "transition",
+]
+
+ALLOWED: dict[LessonState, frozenset[LessonState]] = {
+    LessonState.SCHEDULED: frozenset({LessonState.OPEN, LessonState.CANCELLED}),
+    LessonState.OPEN: frozenset({LessonState.LIVE, LessonState.ENDED, LessonState.CANCELLED}),
+    LessonState.LIVE: frozenset({LessonState.ENDED}),
+    LessonState.ENDED: frozenset(),
+    LessonState.CANCELLED: frozenset(),
+}
+
+# Lessons in these states hold their classrooms; a cancelled lesson frees them. An ended
+# lesson still holds its planned slot: history must not be double booked either.
+_BOOKING_STATES = [s.value for s in LessonState if s != LessonState.CANCELLED]
+
+
+class LessonNotFound(NotFound):
+    pass
+
+
+class IllegalTransition(Conflict):
+    def __init__(self, lesson_id: int, current: LessonState, to: LessonState) -> None:
+        super().__init__(f"lesson {lesson_id} cannot go from {current} to {to}")
+        self.lesson_id = lesson_id
+        self.current = current
+        self.to = to
+
+
+@dataclass(frozen=True)
+class RosterRoom:
+    classroom_id: int
+    name: str
+    school_name: str
+    role: str  # "main" | "receiving"
+    position: int
+
+
+@dataclass(frozen=True)
+class LessonRoster:
+    """What the live side needs to run a lesson, detached from the database session."""
+
+    lesson_id: int
+    state: LessonState
+    kind: LessonKind
+    subject: str
+    grade: str
+    teacher_name: str
+    title: str
+    planned_start: datetime
+    planned_end: datetime
+    broadcast: bool
+    rooms: tuple[RosterRoom, ...]  # main first, then receiving by position
+
+
+async def create_lesson(
+    db: AsyncSession,
+    *,
+    pairing_id: int,
+    kind: LessonKind | str,
+    subject: str,
+    grade: str,
+    teacher_name: str,
+    title: str,
+    planned_start: datetime,
+    planned_end: datetime,
+    broadcast: bool | None = None,
+) -> Lesson:
+    """Schedule a lesson for a pairing's rooms, refusing any double booking.
+
+    `broadcast` defaults to on for famous_school lessons (名校网络课堂 are meant to be watched
+    widely) and off otherwise. Raises Conflict naming the clashing lesson and classroom.
+    """
+    try:
+        kind = LessonKind(kind)
+    except ValueError:
+        raise InvalidInput(f"unknown lesson kind {kind!r}", field="kind") from None
+    for field, value in (("planned_start", planned_start), ("planned_end", planned_end)):
+        if value.tzinfo is None:
+            raise InvalidInput("give a timezone (e.g. +08:00 or Z)", field=field)
+    if planned_end <= planned_start:
+        raise InvalidInput("the lesson must end after it starts", field="planned_end")
+    pairing = await db.get(Pairing, pairing_id)
+    if pairing is None:
+        raise NotFound(f"no pairing {pairing_id}", field="pairing_id")
+
+    rooms = [LessonRoom(classroom_id=pairing.main_classroom_id, role=RoomRole.MAIN, position=0)]
+    rooms += [
+        LessonRoom(classroom_id=m.classroom_id, role=RoomRole.RECEIVING, position=m.position)
+        for m in pairing.members
+    ]
+    classroom_ids = [r.classroom_id for r in rooms]
+    # Lock the classrooms (PostgreSQL; SQLite serialises writers anyway) so that two
+    # bookings of the same room cannot both pass the overlap check.
+    await db.execute(
+        sa.select(Classroom.id)
+        .where(Classroom.id.in_(classroom_ids))
+        .order_by(Classroom.id)
+        .with_for_update()
+    )
+    clash = (
+        await db.execute(
+            sa.select(Lesson.id, Lesson.title, Lesson.planned_start, Lesson.planned_end, Classroom)
+            .join(LessonRoom, LessonRoom.lesson_id == Lesson.id)
+            .join(Classroom, Classroom.id == LessonRoom.classroom_id)
+            .where(
+                LessonRoom.classroom_id.in_(classroom_ids),
+                Lesson.state.in_(_BOOKING_STATES),
+                Lesson.planned_start < planned_end,
+                Lesson.planned_end > planned_start,
+            )
+            .order_by(Lesson.planned_start)
+            .limit(1)
+        )
+    ).first()
+    if clash is not None:
+        other_id, other_title, other_start, other_end, room = clash
+        message = (
+            f"classroom {room.id} ({room.school.name} {room.name}) is booked by lesson "
+            f"{other_id} {other_title!r} from {other_start.isoformat()} to "
+            f"{other_end.isoformat()}"
+        )
+        await db.rollback()  # releases the locks; expires the session's objects
+        raise Conflict(message, field="planned_start")
+
+    lesson = Lesson(
+        pairing_id=pairing_id,
+        kind=kind.value,
+        subject=subject,
+        grade=grade,
+        teacher_name=teacher_name,
+        title=title,
+        planned_start=planned_start,
+        planned_end=planned_end,
+        broadcast=(kind == LessonKind.FAMOUS_SCHOOL) if broadcast is None else broadcast,
+        state=LessonState.SCHEDULED.value,
+        rooms=rooms,
+    )
+    db.add(lesson)
+    await db.commit()
+    return await _reload(db, lesson.id)
+
+
+async def _reload(db: AsyncSession, lesson_id: int) -> Lesson:
+    """The lesson with its rooms and their classrooms loaded, for callers after commit."""
+    lesson = await db.get(Lesson, lesson_id, populate_existing=True)
+    assert lesson is not None
+    return lesson
+
+
+async def get_lesson(db: AsyncSession, lesson_id: int) -> Lesson | None:
+    return await db.get(Lesson, lesson_id)
+
+
+async def list_lessons(
+    db: AsyncSession,
+    *,
+    state: LessonState | None = None,
+    pairing_id: int | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Lesson], int]:
+    """Lessons by planned start, and the total before pagination.
+
+    `start`/`end` select lessons whose planned time overlaps [start, end), so a window
+    query ("this week") also finds a lesson running across its edge.
+    """
+    query = sa.select(Lesson)
+    if state is not None:
+        query = query.where(Lesson.state == LessonState(state).value)
+    if pairing_id is not None:
+        query = query.where(Lesson.pairing_id == pairing_id)
+    if start is not None:
+        query = query.where(Lesson.planned_end > start)
+    if end is not None:
+        query = query.where(Lesson.planned_start < end)
+    total = await db.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
+    rows = await db.scalars(
+        query.order_by(Lesson.planned_start, Lesson.id).limit(limit).offset(offset)
+    )
+    return list(rows.all()), int(total or 0)
+
+
+async def transition(
+    db: AsyncSession, lesson_id: int, to: LessonState, *, reason: str | None = None
+) -> None:
+    """Move a lesson along its state machine and stamp the time; commits.
+
+    The row is locked (PostgreSQL) so that the scheduler, the API and a joining main
+    room cannot race each other past the check.
+    """
+    to = LessonState(to)
+    lesson = await db.scalar(
+        sa.select(Lesson)
+        .where(Lesson.id == lesson_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if lesson is None:
+        raise LessonNotFound(f"no lesson {lesson_id}")
+    current = LessonState(lesson.state)
+    if to not in ALLOWED[current]:
+        await db.rollback()
+        raise IllegalTransition(lesson_id, current, to)
+    now = utcnow()
+    lesson.state = to.value
+    if to == LessonState.OPEN:
+        lesson.opened_at = now
+    elif to == LessonState.LIVE:
+        lesson.started_at = now
+    elif to in (LessonState.ENDED, LessonState.CANCELLED):
+        lesson.ended_at = now
+        lesson.end_reason = reason or to.value
+    await db.commit()
+
+
+async def load_roster(db: AsyncSession, lesson_id: int) -> LessonRoster | None:
+    lesson = await db.get(Lesson, lesson_id, populate_existing=True)
+    if lesson is None:
+        return None
+    return LessonRoster(
+        lesson_id=lesson.id,
+        state=LessonState(lesson.state),
+        kind=LessonKind(lesson.kind),
+        subject=lesson.subject,
+        grade=lesson.grade,
+        teacher_name=lesson.teacher_name,
+        title=lesson.title,
+        planned_start=lesson.planned_start,
+        planned_end=lesson.planned_end,
+        broadcast=lesson.broadcast,
+        rooms=tuple(
+            RosterRoom(
+                classroom_id=r.classroom_id,
+                name=r.classroom.name,
+                school_name=r.classroom.school.name,
+                role=r.role,
+                position=r.position,
+            )
+            for r in sorted(lesson.rooms, key=lambda r: (r.role != RoomRole.MAIN, r.position))
+        ),
+    )
+
+
+async def record_room_session(
+    db: AsyncSession,
+    lesson_id: int,
+    classroom_id: int,
+    role: str,
+    joined_at: datetime,
+    left_at: datetime | None,
+    end_reason: str | None,
+) -> None:
+    """Keep one connection of a room for attendance statistics (scenario 6); commits."""
+    db.add(
+        RoomSession(
+            lesson_id=lesson_id,
+            classroom_id=classroom_id,
+            role=role,
+            joined_at=joined_at,
+            left_at=left_at,
+            end_reason=end_reason,
+        )
+    )
+    await db.commit()
+
+
+async def list_room_sessions(db: AsyncSession, lesson_id: int) -> list[RoomSession]:
+    rows = await db.scalars(
+        sa.select(RoomSession)
+        .where(RoomSession.lesson_id == lesson_id)
+        .order_by(RoomSession.joined_at, RoomSession.id)
+    )
+    return list(rows.all())

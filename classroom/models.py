@@ -1,0 +1,297 @@
+"""The tables of the domain, and the small vocabulary (enums, errors) shared by its services.
+
+The schema itself is owned by the Alembic revisions in classroom/migrations; these mappings
+must describe the same tables (tests/test_db_schema.py compares them).
+Times are stored in UTC and always come back timezone-aware, on SQLite as on PostgreSQL,
+so no caller ever compares a naive datetime with an aware one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class SchoolKind(StrEnum):
+    CITY = "city"
+    RURAL = "rural"
+
+
+class RoomRole(StrEnum):
+    MAIN = "main"
+    RECEIVING = "receiving"
+
+
+class LessonKind(StrEnum):
+    DEDICATED = "dedicated"  # 专递课堂
+    FAMOUS_TEACHER = "famous_teacher"  # 名师课堂
+    FAMOUS_SCHOOL = "famous_school"  # 名校网络课堂
+
+
+class LessonState(StrEnum):
+    SCHEDULED = "scheduled"
+    OPEN = "open"
+    LIVE = "live"
+    ENDED = "ended"
+    CANCELLED = "cancelled"
+
+
+class UserRole(StrEnum):
+    ADMIN = "admin"
+    SCHOOL_ADMIN = "school_admin"
+    TEACHER = "teacher"
+    REVIEWER = "reviewer"
+    DEVICE = "device"  # a classroom box (agent) acting for its school's classrooms
+
+
+# ---------------------------------------------------------------- domain errors
+# Services raise these; the REST layer maps them to HTTP statuses and error codes, so the
+# domain never needs to know about HTTP.
+
+
+class DomainError(Exception):
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFound(DomainError):
+    """A referenced row does not exist."""
+
+
+class Conflict(DomainError):
+    """The change would break a uniqueness or scheduling rule (e.g. a double booking)."""
+
+
+class InvalidInput(DomainError):
+    """Well-formed input that the domain refuses (end before start, too many rooms...)."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """An aware datetime, stored as UTC.
+
+    SQLite has no timezone type: we store naive UTC text there and attach UTC on the way
+    out. Naive input is refused rather than guessed, because a wrong guess shifts a lesson
+    by eight hours in Asia/Shanghai.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; attach a timezone")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _enum_check(column: str, enum: type[StrEnum]) -> sa.CheckConstraint:
+    values = ", ".join(f"'{m.value}'" for m in enum)
+    return sa.CheckConstraint(f"{column} IN ({values})", name=f"{column}_values")
+
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: sa.JSON(),
+    }
+
+
+class School(Base):
+    __tablename__ = "schools"
+    __table_args__ = (_enum_check("kind", SchoolKind),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    region: Mapped[str] = mapped_column(sa.String(200), default="")
+    timezone: Mapped[str] = mapped_column(sa.String(64), default="Asia/Shanghai")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Classroom(Base):
+    __tablename__ = "classrooms"
+    __table_args__ = (sa.UniqueConstraint("school_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(sa.ForeignKey("schools.id", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    school: Mapped[School] = relationship(lazy="joined", innerjoin=True)
+
+
+class Pairing(Base):
+    """结对: one main (city) classroom and the 1–4 receiving classrooms it teaches."""
+
+    __tablename__ = "pairings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    main_classroom_id: Mapped[int] = mapped_column(sa.ForeignKey("classrooms.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    members: Mapped[list[PairingMember]] = relationship(
+        lazy="selectin", order_by="PairingMember.position", cascade="all, delete-orphan"
+    )
+
+
+class PairingMember(Base):
+    __tablename__ = "pairing_members"
+    __table_args__ = (sa.UniqueConstraint("pairing_id", "position"),)
+
+    pairing_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("pairings.id", ondelete="CASCADE"), primary_key=True
+    )
+    classroom_id: Mapped[int] = mapped_column(sa.ForeignKey("classrooms.id"), primary_key=True)
+    position: Mapped[int]
+
+
+class Lesson(Base):
+    __tablename__ = "lessons"
+    __table_args__ = (
+        _enum_check("kind", LessonKind),
+        _enum_check("state", LessonState),
+        sa.CheckConstraint("planned_end > planned_start", name="planned_order"),
+        sa.Index(None, "planned_start"),
+        sa.Index(None, "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pairing_id: Mapped[int] = mapped_column(sa.ForeignKey("pairings.id"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    subject: Mapped[str] = mapped_column(sa.String(100))
+    grade: Mapped[str] = mapped_column(sa.String(50))
+    teacher_name: Mapped[str] = mapped_column(sa.String(100))
+    title: Mapped[str] = mapped_column(sa.String(300))
+    planned_start: Mapped[datetime]
+    planned_end: Mapped[datetime]
+    broadcast: Mapped[bool]
+    state: Mapped[str] = mapped_column(sa.String(16), default=LessonState.SCHEDULED.value)
+    opened_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(sa.String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    rooms: Mapped[list[LessonRoom]] = relationship(
+        lazy="selectin",
+        order_by="LessonRoom.position",
+        cascade="all, delete-orphan",
+    )
+
+
+class LessonRoom(Base):
+    """The lesson's rooms, copied from its pairing when it was created.
+
+    A snapshot, so that editing a pairing later never rewrites the history of lessons held.
+    """
+
+    __tablename__ = "lesson_rooms"
+    __table_args__ = (_enum_check("role", RoomRole),)
+
+    lesson_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("lessons.id", ondelete="CASCADE"), primary_key=True
+    )
+    classroom_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("classrooms.id"), primary_key=True, index=True
+    )
+    role: Mapped[str] = mapped_column(sa.String(16))
+    position: Mapped[int]  # 0 for the main room, then 1..4 as in the pairing
+
+    classroom: Mapped[Classroom] = relationship(lazy="joined", innerjoin=True)
+
+
+class RoomSession(Base):
+    """One connection of one classroom to one lesson: attendance and its end reason."""
+
+    __tablename__ = "room_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lesson_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("lessons.id", ondelete="CASCADE"), index=True
+    )
+    classroom_id: Mapped[int] = mapped_column(sa.ForeignKey("classrooms.id"))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    joined_at: Mapped[datetime]
+    left_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(sa.String(100))
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (_enum_check("role", UserRole),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(sa.String(200), default="")
+    role: Mapped[str] = mapped_column(sa.String(16))
+    school_id: Mapped[int | None] = mapped_column(sa.ForeignKey("schools.id"))
+    password_hash: Mapped[str] = mapped_column(sa.String(200))
+    disabled: Mapped[bool] = mapped_column(default=False)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token for the REST API; only its SHA-256 is kept, so a leaked DB leaks none."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    token_sha256: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    # None: valid until revoked (CLI-issued tokens for scripts and devices).
+    expires_at: Mapped[datetime | None]
+    revoked: Mapped[bool] = mapped_column(default=False)
+
+    user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+    __table_args__ = (sa.Index(None, "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    # No foreign key: the trail must outlive the users it names.
+    actor_id: Mapped[int | None]
+    actor_name: Mapped[str] = mapped_column(sa.String(100), default="")
+    action: Mapped[str] = mapped_column(sa.String(64), index=True)
+    target: Mapped[str] = mapped_column(sa.String(200), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    remote: Mapped[str | None] = mapped_column(sa.String(100))

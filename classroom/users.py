@@ -1,0 +1,200 @@
+"""Users, passwords (argon2) with lockout, and API bearer tokens.
+
+Passwords are hashed with argon2id in a worker thread: a hash costs tens of milliseconds
+of CPU, and the event loop also carries live lessons. After MAX_FAILED_LOGINS wrong
+passwords an account is locked for LOCKOUT, which turns online guessing into a crawl.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from classroom.models import (
+    ApiToken,
+    Conflict,
+    DomainError,
+    InvalidInput,
+    NotFound,
+    School,
+    User,
+    UserRole,
+    utcnow,
+)
+
+MAX_FAILED_LOGINS = 5
+LOCKOUT = timedelta(minutes=15)
+MIN_PASSWORD_LENGTH = 8
+TOKEN_PREFIX = "tb_"  # makes a leaked token recognisable to secret scanners and humans
+# Writing last_used_at on every request would turn every read into a write.
+LAST_USED_GRANULARITY = timedelta(minutes=1)
+
+_hasher = PasswordHasher()
+# Verified against when the username is unknown, so that a miss costs as long as a hit
+# and response times do not reveal which usernames exist.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+class AuthenticationFailed(DomainError):
+    """Wrong username or password, a disabled or a locked account.
+
+    `reason` is for the audit log only; callers show one message for all of them.
+    """
+
+    def __init__(self, reason: str, user: User | None = None) -> None:
+        super().__init__("invalid username or password")
+        self.reason = reason
+        self.user = user
+
+
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+async def _verify(password_hash: str, password: str) -> bool:
+    def check() -> bool:
+        try:
+            return _hasher.verify(password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    return await asyncio.to_thread(check)
+
+
+async def create_user(
+    db: AsyncSession,
+    *,
+    username: str,
+    password: str,
+    role: UserRole | str,
+    display_name: str = "",
+    school_id: int | None = None,
+) -> User:
+    try:
+        role = UserRole(role)
+    except ValueError:
+        raise InvalidInput(f"unknown role {role!r}", field="role") from None
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"a password has at least {MIN_PASSWORD_LENGTH} characters", field="password"
+        )
+    if school_id is not None and await db.get(School, school_id) is None:
+        raise NotFound(f"no school {school_id}", field="school_id")
+    user = User(
+        username=username,
+        display_name=display_name or username,
+        role=role.value,
+        school_id=school_id,
+        password_hash=await hash_password(password),
+    )
+    db.add(user)
+    try:
+        await db.commit()
+    except IntegrityError:
+        await db.rollback()
+        raise Conflict(f"username {username!r} is taken", field="username") from None
+    return user
+
+
+async def get_user_by_name(db: AsyncSession, username: str) -> User | None:
+    return await db.scalar(sa.select(User).where(User.username == username))
+
+
+async def set_password(db: AsyncSession, user: User, password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"a password has at least {MIN_PASSWORD_LENGTH} characters", field="password"
+        )
+    user.password_hash = await hash_password(password)
+    user.failed_logins = 0
+    user.locked_until = None
+    await db.commit()
+
+
+async def authenticate(
+    db: AsyncSession, username: str, password: str, *, now: datetime | None = None
+) -> User:
+    """The user if the password is right and the account usable; commits the counters.
+
+    A locked account is refused even with the right password, so a guesser learns nothing
+    while the lock lasts.
+    """
+    now = now or utcnow()
+    user = await get_user_by_name(db, username)
+    if user is None:
+        await _verify(_DUMMY_HASH, password)
+        raise AuthenticationFailed("unknown_user")
+    if user.locked_until is not None and user.locked_until > now:
+        await _verify(_DUMMY_HASH, password)
+        raise AuthenticationFailed("locked", user)
+    if not await _verify(user.password_hash, password):
+        user.failed_logins += 1
+        if user.failed_logins >= MAX_FAILED_LOGINS:
+            user.locked_until = now + LOCKOUT
+            user.failed_logins = 0
+        await db.commit()
+        raise AuthenticationFailed(
+            "locked_now" if user.locked_until and user.locked_until > now else "bad_password",
+            user,
+        )
+    if user.disabled:
+        raise AuthenticationFailed("disabled", user)
+    user.failed_logins = 0
+    user.locked_until = None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = await hash_password(password)
+    await db.commit()
+    return user
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def issue_token(
+    db: AsyncSession, user: User, *, name: str = "", ttl: timedelta | None = None
+) -> str:
+    """A new bearer token for `user`; the plain text is returned once and never stored."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    db.add(
+        ApiToken(
+            user_id=user.id,
+            token_sha256=_digest(token),
+            name=name,
+            expires_at=utcnow() + ttl if ttl is not None else None,
+        )
+    )
+    await db.commit()
+    return token
+
+
+async def resolve_token(
+    db: AsyncSession, token: str, *, now: datetime | None = None
+) -> User | None:
+    """The user behind a bearer token, or None if unknown, revoked, expired or disabled."""
+    now = now or utcnow()
+    row = await db.scalar(sa.select(ApiToken).where(ApiToken.token_sha256 == _digest(token)))
+    if row is None or row.revoked or row.user.disabled:
+        return None
+    if row.expires_at is not None and row.expires_at <= now:
+        return None
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_GRANULARITY:
+        row.last_used_at = now
+        await db.commit()
+    return row.user
+
+
+async def revoke_token(db: AsyncSession, token: str) -> bool:
+    result = await db.execute(
+        sa.update(ApiToken).where(ApiToken.token_sha256 == _digest(token)).values(revoked=True)
+    )
+    await db.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
