@@ -42,6 +42,7 @@ class TrackReception:
     width: int = 0
     height: int = 0
     first_frame_at: float | None = None
+    first_frame_unix: float | None = None
     last_frame_at: float | None = None
     tone_hz: float | None = None
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=300))
@@ -71,6 +72,7 @@ class TrackReception:
             "kind": self.kind,
             "classroom_id": self.classroom_id,
             "frames": self.frames,
+            "first_frame_unix": self.first_frame_unix,
             "fps": round(self.fps, 1),
             "kbps": round(self.kbps, 1),
             "width": self.width,
@@ -158,6 +160,7 @@ async def consume(track: MediaStreamTrack, reception: TrackReception,
             reception.last_frame_at = now
             if reception.first_frame_at is None:
                 reception.first_frame_at = now
+                reception.first_frame_unix = time.time()
             if isinstance(frame, av.VideoFrame):
                 reception.width, reception.height = frame.width, frame.height
                 code = read_pattern_frame(frame)
