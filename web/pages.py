@@ -77,10 +77,8 @@ def _file_response(request: web.Request, path: Path, *, page: bool = False) -> w
     if etag in _if_none_match(request):
         response: web.StreamResponse = web.Response(status=304, headers=headers)
     else:
-        body = b"" if request.method == "HEAD" else path.read_bytes()
-        response = web.Response(body=body, headers=headers)
-        if request.method == "HEAD":
-            response.content_length = stat.st_size
+        # aiohttp sends only the headers (with the body's length) for HEAD.
+        response = web.Response(body=path.read_bytes(), headers=headers)
     _security_headers(response)
     return response
 
