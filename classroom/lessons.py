@@ -30,6 +30,7 @@ from classroom.models import (
     Pairing,
     RoomRole,
     RoomSession,
+    UTCDateTime,
     utcnow,
 )
 
@@ -58,9 +59,19 @@ ALLOWED: dict[LessonState, frozenset[LessonState]] = {
     LessonState.CANCELLED: frozenset(),
 }
 
-# Lessons in these states hold their classrooms; a cancelled lesson frees them. An ended
-# lesson still holds its planned slot: history must not be double booked either.
+# Every lesson but a cancelled one holds its classrooms for its planned time, except that
+# a lesson ended early frees them from its end on (so a room can be booked again at once).
 _BOOKING_STATES = [s.value for s in LessonState if s != LessonState.CANCELLED]
+_BOOKED_UNTIL = sa.type_coerce(
+    sa.case(
+        (
+            sa.and_(Lesson.state == LessonState.ENDED.value, Lesson.ended_at < Lesson.planned_end),
+            Lesson.ended_at,
+        ),
+        else_=Lesson.planned_end,
+    ),
+    UTCDateTime(),
+)
 
 
 class LessonNotFound(NotFound):
@@ -155,7 +166,7 @@ async def create_lesson(
                 LessonRoom.classroom_id.in_(classroom_ids),
                 Lesson.state.in_(_BOOKING_STATES),
                 Lesson.planned_start < planned_end,
-                Lesson.planned_end > planned_start,
+                _BOOKED_UNTIL > planned_start,
             )
             .order_by(Lesson.planned_start)
             .limit(1)

@@ -160,16 +160,19 @@ def _digest(token: str) -> str:
 
 
 async def issue_token(
-    db: AsyncSession, user: User, *, name: str = "", ttl: timedelta | None = None
+    db: AsyncSession, user: User, *, name: str = "", expires_at: datetime | None = None
 ) -> str:
-    """A new bearer token for `user`; the plain text is returned once and never stored."""
+    """A new bearer token for `user`; the plain text is returned once and never stored.
+
+    `expires_at` None: valid until revoked (for scripts and classroom boxes).
+    """
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     db.add(
         ApiToken(
             user_id=user.id,
             token_sha256=_digest(token),
             name=name,
-            expires_at=utcnow() + ttl if ttl is not None else None,
+            expires_at=expires_at,
         )
     )
     await db.commit()
