@@ -42,6 +42,7 @@ from classroom.agent.testpattern import (
     read_pattern_frame,
     room_colour,
 )
+from classroom.agent.tracks import ToneAudioTrack
 
 TB = Fraction(1, 90000)
 
@@ -363,3 +364,16 @@ def test_watch_feedback_refuses_a_sender_without_the_hook() -> None:
 
     with pytest.raises(RuntimeError):
         watch_sender_feedback(NotASender(), lambda: None, lambda _b: None)  # type: ignore[arg-type]
+
+
+async def test_audio_leaves_the_track_as_opus_packets() -> None:
+    # aiortc's own audio path (frames) costs a third of the box's CPU budget; see tracks.py
+    track = ToneAudioTrack(ToneSource(500))
+    packets = [await track.recv() for _ in range(5)]
+    assert all(isinstance(p, av.Packet) for p in packets)
+    assert [p.pts for p in packets] == [i * 960 for i in range(5)]
+    decoder = av.CodecContext.create("libopus", "r")
+    samples = np.concatenate([f.to_ndarray().reshape(-1) for p in packets
+                              for f in decoder.decode(av.Packet(bytes(p)))])
+    assert len(samples) >= 4 * 960
+    track.stop()
