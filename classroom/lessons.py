@@ -179,7 +179,7 @@ async def create_lesson(
             f"{other_id} {other_title!r} from {other_start.isoformat()} to "
             f"{other_end.isoformat()}"
         )
-        await db.rollback()  # releases the locks; expires the session's objects
+        await _release(db)
         raise Conflict(message, field="planned_start")
 
     lesson = Lesson(
@@ -198,6 +198,19 @@ async def create_lesson(
     db.add(lesson)
     await db.commit()
     return await _reload(db, lesson.id)
+
+
+async def _release(db: AsyncSession) -> None:
+    """End a read-only transaction, releasing its row locks.
+
+    Commit rather than roll back when nothing is pending: a rollback would expire every
+    object the caller still holds from this session, and async sessions cannot reload
+    them implicitly.
+    """
+    if db.new or db.dirty or db.deleted:
+        await db.rollback()
+    else:
+        await db.commit()
 
 
 async def _reload(db: AsyncSession, lesson_id: int) -> Lesson:
@@ -261,7 +274,7 @@ async def transition(
         raise LessonNotFound(f"no lesson {lesson_id}")
     current = LessonState(lesson.state)
     if to not in ALLOWED[current]:
-        await db.rollback()
+        await _release(db)
         raise IllegalTransition(lesson_id, current, to)
     now = utcnow()
     lesson.state = to.value
