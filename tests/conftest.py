@@ -14,6 +14,11 @@ Fixtures (all function-scoped):
 - `admin_headers`: {"Authorization": "Bearer ..."} for a fresh admin user of `app_client`.
 - `headers_for`: async factory `await headers_for(role, school_id=None, username=None)`
   returning auth headers for a new user of that role in `app_client`'s database.
+- `lesson_factory`: async factory `await lesson_factory(receiving=2, start=None,
+  kind="dedicated")` that creates, through the REST API as admin, a city school with a
+  main classroom, `receiving` rural schools with one classroom each, their pairing and a
+  scheduled lesson (default: starting in one minute, 40 minutes long). Returns the
+  lesson's JSON (GET /api/v1/lessons/{id}), whose "rooms" list main first.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -118,6 +125,49 @@ def headers_for(app_client: TestClient) -> HeadersFor:
             )
             token = await issue_token(s, user, name="test")
         return {"Authorization": f"Bearer {token}"}
+
+    return make
+
+
+LessonFactory = Callable[..., Awaitable[dict[str, Any]]]
+
+
+@pytest.fixture
+def lesson_factory(app_client: TestClient, admin_headers: dict[str, str]) -> LessonFactory:
+    async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = await app_client.post(f"/api/v1{path}", json=body, headers=admin_headers)
+        assert response.status == 201, await response.text()
+        return await response.json()
+
+    async def make(
+        receiving: int = 2, start: datetime | None = None, kind: str = "dedicated"
+    ) -> dict[str, Any]:
+        start = start or datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)
+        city = await post("/schools", {"name": "城关一中", "kind": "city"})
+        main = await post("/classrooms", {"school_id": city["id"], "name": "主讲教室"})
+        rural = []
+        for i in range(receiving):
+            school = await post("/schools", {"name": f"乡村小学{i + 1}", "kind": "rural"})
+            rural.append(
+                (await post("/classrooms", {"school_id": school["id"], "name": "听课"}))["id"]
+            )
+        pairing = await post(
+            "/pairings",
+            {"name": "结对", "main_classroom_id": main["id"], "receiving_classroom_ids": rural},
+        )
+        return await post(
+            "/lessons",
+            {
+                "pairing_id": pairing["id"],
+                "kind": kind,
+                "subject": "数学",
+                "grade": "初二",
+                "teacher_name": "王老师",
+                "title": "一次函数",
+                "planned_start": start.isoformat(),
+                "planned_end": (start + timedelta(minutes=40)).isoformat(),
+            },
+        )
 
     return make
 
