@@ -334,4 +334,5 @@ async def test_watch_url_shows_all_five_rooms_live(browser: Any, demo: DemoRun) 
         assert _closest_room(sample, colours) == cid, (cid, sample, colours)
 
     await page.screenshot(path=str(artifact_path("viewer-five-rooms.png")))
+    artifact_path("viewer-stats.json").write_text(json.dumps(second, indent=1, ensure_ascii=False))
     assert not [line for line in console if line.startswith("pageerror")], console
