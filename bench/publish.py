@@ -14,6 +14,7 @@ Cases, each paced in real time for --seconds after a warm-up:
 CPU is this process's user+system time (all threads) over wall time, in % of one core.
 
     .venv/bin/python bench/publish.py --seconds 20
+    .venv/bin/python bench/publish.py --seconds 20 --cases encode,aiortc-encode --content texture
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import av
+import cv2
+import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.mediastreams import VideoStreamTrack
@@ -40,7 +43,7 @@ from aiortc.mediastreams import VideoStreamTrack
 from classroom.agent.encoder import VideoEncoder
 from classroom.agent.publisher import MediaPublisher, initial_bitrate
 from classroom.agent.sources import FrameClock, SourceSpec
-from classroom.agent.testpattern import PatternRenderer, read_pattern_frame
+from classroom.agent.testpattern import PatternCode, PatternRenderer, read_pattern_frame
 
 TB = Fraction(1, 90000)
 
@@ -72,8 +75,43 @@ def machine() -> str:
 # ------------------------------------------------------------------ encode only
 
 
-async def bench_encode(which: str, seconds: float, width: int, height: int, fps: int) -> Result:
-    renderer = PatternRenderer(width, height, "Bench Room", 7)
+class TextureFrames:
+    """Camera-like content: a detailed image panning 3 px per frame, code block stamped.
+
+    The test pattern is mostly flat colour and cheap to encode; a classroom camera is not.
+    """
+
+    def __init__(self, width: int, height: int) -> None:
+        rng = np.random.default_rng(1)
+        small = rng.integers(0, 256, (height // 4, width // 2, 3), dtype=np.uint8)
+        fine = rng.integers(-24, 24, (height, width * 2, 3))
+        texture = cv2.resize(small, (width * 2, height), interpolation=cv2.INTER_CUBIC)
+        texture = np.clip(texture.astype(int) + fine, 0, 255).astype(np.uint8)
+        self.wide = cv2.cvtColor(texture, cv2.COLOR_BGR2YUV_I420)  # (3H/2, 2W)
+        self.width, self.height = width, height
+        self.stamper = PatternRenderer(width, height, "Bench Room", 7)
+
+    def render_frame(self, counter: int, timestamp_ms: int) -> av.VideoFrame:
+        return av.VideoFrame.from_ndarray(self.render(counter, timestamp_ms), format="yuv420p")
+
+    def render(self, counter: int, timestamp_ms: int) -> np.ndarray:
+        w, h = self.width, self.height
+        x = (3 * counter) % w & ~1
+        i420 = np.empty((h * 3 // 2, w), dtype=np.uint8)
+        i420[:h] = self.wide[:h, x : x + w]
+        chroma = self.wide[h:].reshape(h, w)  # U then V, each (h/2, w) in wide coordinates
+        i420[h:] = chroma[:, x // 2 : x // 2 + w // 2].reshape(h // 2, w)
+        self.stamper._stamp(i420[:h], PatternCode(7, counter & 0xFFFFFF, timestamp_ms))
+        return i420
+
+
+async def bench_encode(which: str, seconds: float, width: int, height: int, fps: int,
+                       content: str = "pattern") -> Result:
+    renderer: PatternRenderer | TextureFrames
+    if content == "texture":
+        renderer = TextureFrames(width, height)
+    else:
+        renderer = PatternRenderer(width, height, "Bench Room", 7)
     clock = FrameClock(fps)
     bitrate = initial_bitrate(width, height, fps)
     ours = VideoEncoder("h264", width, height, fps, bitrate) if which == "encode" else None
@@ -103,6 +141,7 @@ async def bench_encode(which: str, seconds: float, width: int, height: int, fps:
         frames += 1
     wall = time.monotonic() - t0
     label = "ours: x264 ultrafast+zerolatency" if ours else "aiortc H264Encoder (default)"
+    label += f", {content}"
     return Result(which, 100 * (cpu_seconds() - c0) / wall, frames / wall,
                   size * 8 / wall / 1000, label)
 
@@ -167,7 +206,7 @@ class PatternFrameTrack(VideoStreamTrack):
 
 
 async def bench_publish(which: str, seconds: float, width: int, height: int,
-                        fps: int) -> Result:
+                        fps: int, content: str = "pattern") -> Result:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     process = ctx.Process(target=_receiver_main, args=(child,), daemon=True)
@@ -180,10 +219,15 @@ async def bench_publish(which: str, seconds: float, width: int, height: int,
                                    fps=fps, codec="h264", label="Bench Room", tag=7,
                                    tone_hz=600)
         audio, video = publisher.tracks()
+        if content == "texture":
+            video.source.renderer = TextureFrames(width, height)  # type: ignore[attr-defined]
         pc.addTrack(audio)
         pc.addTrack(video)
     else:
-        pc.addTrack(PatternFrameTrack(width, height))
+        track = PatternFrameTrack(width, height)
+        if content == "texture":
+            track.renderer = TextureFrames(width, height)  # type: ignore[assignment]
+        pc.addTrack(track)
     for transceiver in pc.getTransceivers():
         if transceiver.kind == "video":
             codecs = RTCRtpSender.getCapabilities("video").codecs
@@ -217,7 +261,7 @@ async def bench_publish(which: str, seconds: float, width: int, height: int,
     process.join(timeout=5)
     frames = after["frames"] - before["frames"]
     patterns = after["patterns"] - before["patterns"]
-    note = f"receiver read the pattern in {patterns}/{frames} frames"
+    note = f"{content}; receiver read the pattern in {patterns}/{frames} frames"
     if publisher is not None:
         note += f"; encoder target {publisher.encoder.target_bitrate // 1000} kbit/s"
     return Result(which, 100 * cpu / wall, frames / wall, (b1 - b0) * 8 / wall / 1000, note)
@@ -233,6 +277,8 @@ async def main() -> int:
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--cases", default="encode,aiortc-encode,publish,aiortc-publish")
+    parser.add_argument("--content", choices=("pattern", "texture"), default="pattern",
+                        help="what is encoded (texture: camera-like detail and motion)")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     print(f"{args.width}x{args.height}@{args.fps}, {args.seconds:g} s per case\n")
@@ -241,9 +287,11 @@ async def main() -> int:
     results = []
     for case in args.cases.split(","):
         if case in ("encode", "aiortc-encode"):
-            result = await bench_encode(case, args.seconds, args.width, args.height, args.fps)
+            result = await bench_encode(case, args.seconds, args.width, args.height, args.fps,
+                                        args.content)
         elif case in ("publish", "aiortc-publish"):
-            result = await bench_publish(case, args.seconds, args.width, args.height, args.fps)
+            result = await bench_publish(case, args.seconds, args.width, args.height, args.fps,
+                                         args.content)
         else:
             parser.error(f"unknown case {case}")
         results.append(result)
