@@ -226,6 +226,10 @@ class RoomConnection:
         if self._awaiting is not None:
             self._again = True
             return
+        if not self.pc.getTransceivers():
+            # A watcher before any room publishes: an offer without m-lines carries an
+            # empty BUNDLE group, which browsers reject. The first leg brings the offer.
+            return
         async with self._lock:
             for leg in self.legs:
                 active = self._assigned.get(id(leg)) is not None
