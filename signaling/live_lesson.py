@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from classroom.lessons import LessonRoster
-
 from signaling import protocol
 from signaling.live_state import (
     ForwardingCounters,

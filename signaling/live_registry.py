@@ -11,7 +11,6 @@ import logging
 from typing import TYPE_CHECKING
 
 from classroom.lessons import LessonRoster
-
 from signaling import protocol
 from signaling.errors import ErrorCode
 from signaling.live_lesson import LiveLesson, now_utc

@@ -17,9 +17,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
-from classroom.lessons import LessonState, load_roster, record_room_session, transition
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from classroom.lessons import LessonState, load_roster, record_room_session, transition
 from signaling import protocol
 from signaling.errors import ErrorCode
 from signaling.live_lesson import link_quality, now_utc

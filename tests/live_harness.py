@@ -23,10 +23,10 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from signaling.app import create_app
 
 from classroom.config import Settings
 from classroom.users import create_user, issue_token
+from signaling.app import create_app
 from signaling.appkeys import DB, LIVE
 
 TONGBU = str(Path(sys.executable).with_name("tongbu"))
