@@ -230,4 +230,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # alembic narrates every plugin at INFO on each start
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     return int(args.handler(args) or 0)
