@@ -253,7 +253,7 @@ class VideoEncoder:
         ctx.qmax = 56
         ctx.options = {
             "deadline": "realtime",
-            "cpu-used": "8",  # fastest real-time speed that still looks like video
+            "cpu-used": "12",  # faster ones (up to 16) stop following a lower bitrate
             "lag-in-frames": "0",
             "auto-alt-ref": "0",
             "error-resilient": "1",
