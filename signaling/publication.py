@@ -128,7 +128,8 @@ class Publication:
     def subscribe(self, sink: TrackSink) -> None:
         if sink not in self._sinks:
             self._sinks = (*self._sinks, sink)
-        if self.kind == "video":
+        # A leg whose transport is not up yet would drop the keyframe; it asks on start.
+        if self.kind == "video" and getattr(sink, "started", True):
             self.request_keyframe()
 
     def unsubscribe(self, sink: TrackSink) -> None:

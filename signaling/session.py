@@ -9,6 +9,7 @@ the socket. Whatever one socket does, the other rooms of the lesson keep their m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -19,7 +20,13 @@ from typing import TYPE_CHECKING
 from aiohttp import WSMsgType, web
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from classroom.lessons import LessonState, load_roster, record_room_session, transition
+from classroom.lessons import (
+    IllegalTransition,
+    LessonState,
+    load_roster,
+    record_room_session,
+    transition,
+)
 from signaling import protocol
 from signaling.errors import ErrorCode
 from signaling.live_lesson import link_quality, now_utc
@@ -237,8 +244,11 @@ class SignalingSession:
                     message.id,
                 )
         if claims.role == JoinRole.MAIN and roster.state == LessonState.OPEN:
-            async with self.db() as db:
-                await transition(db, roster.lesson_id, LessonState.LIVE)
+            # Two main-room sockets racing (a box and the teacher's browser): the second
+            # finds the lesson already live, which is what it wanted.
+            with contextlib.suppress(IllegalTransition):
+                async with self.db() as db:
+                    await transition(db, roster.lesson_id, LessonState.LIVE)
 
         self.claims = claims
         self.role = claims.role.value

@@ -140,7 +140,9 @@ class SubscriberLeg:
                 self._level_id = ext.id
         self.started = True
         if self.source is not None and self.kind == "video":
-            self.source.request_keyframe()
+            # The room has just connected and sees nothing until a keyframe: skip the
+            # rate limit, which protects the publisher from repeated asks, not first ones.
+            self.source.request_keyframe(force=True)
 
     def stop(self) -> None:
         self.started = False

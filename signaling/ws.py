@@ -17,7 +17,11 @@ WS_PATH = "/ws/v1"
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     app = request.app
     ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, autoping=True)
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except ConnectionResetError:
+        # The client gave up during the handshake (a box rebooting, a link dropping).
+        return ws
     session = SignalingSession(
         ws,
         registry=app[REGISTRY],

@@ -208,14 +208,15 @@ class AgentProcess:
                 return track
         return None
 
-    def stop(self, timeout: float = 10) -> int:
+    async def stop(self, within: float = 10) -> int:
+        """SIGTERM, as systemd would; the event loop keeps running so the server answers."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout)
+                await asyncio.to_thread(self.process.wait, within)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-                self.process.wait()
+                await asyncio.to_thread(self.process.wait)
         return self.process.returncode
 
     def stderr_tail(self) -> str:
@@ -258,7 +259,5 @@ async def wait_for(
         await asyncio.sleep(interval)
 
 
-def stop_all(agents: Sequence[AgentProcess]) -> None:
-    for agent in agents:
-        with contextlib.suppress(Exception):
-            agent.stop()
+async def stop_all(agents: Sequence[AgentProcess]) -> None:
+    await asyncio.gather(*(agent.stop() for agent in agents), return_exceptions=True)

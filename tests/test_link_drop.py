@@ -113,4 +113,4 @@ async def test_receiving_room_rejoins_after_its_link_is_cut(
             assert rural_state.connected and rural_state.reconnects >= 1
             assert len(main.of("joined")) == 1  # the main room never noticed
         finally:
-            stop_all([main, rural])
+            await stop_all([main, rural])

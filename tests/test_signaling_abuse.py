@@ -113,7 +113,7 @@ async def test_bad_messages_are_answered_and_other_rooms_keep_going(tmp_path: Pa
             live = server.live(lid)
             assert all(room.connected for room in live.rooms)
         finally:
-            stop_all(agents)
+            await stop_all(agents)
 
 
 async def test_refused_tokens_get_their_codes_and_publish_nothing(tmp_path: Path) -> None:
@@ -155,4 +155,4 @@ async def test_refused_tokens_get_their_codes_and_publish_nothing(tmp_path: Path
         try:
             await wait_for(lambda: agent.of("joined"), 20, "the good token to join")
         finally:
-            stop_all([agent])
+            await stop_all([agent])

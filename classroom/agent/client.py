@@ -166,6 +166,13 @@ class ClassroomAgent:
                 self.reporter.emit("waiting", code=exc.code)
             except (TimeoutError, LinkLost, OSError, websockets.WebSocketException) as exc:
                 self.reporter.emit("link_lost", reason=repr(exc))
+            except Exception as exc:
+                # A box must never stop teaching over one bad visit (an SDP aiortc could
+                # not apply, a message we could not read): report it and join afresh.
+                if self._stopping:
+                    break
+                logger.exception("connection failed unexpectedly")
+                self.reporter.emit("link_lost", reason=repr(exc), unexpected=True)
             if self._stopping:
                 break
             if time.monotonic() - started > STABLE_AFTER:
@@ -257,6 +264,7 @@ class ClassroomAgent:
             self._ws = None
             for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             if pc is not None:
                 await pc.close()
             for consumer in consumers:
@@ -275,6 +283,8 @@ class ClassroomAgent:
 
     async def _read(self, ws: websockets.ClientConnection, pc: RTCPeerConnection) -> None:
         async for raw in ws:
+            if self._stopping:
+                break  # leaving: what the server says now no longer matters
             message = protocol.decode_server_message(raw)
             if isinstance(message, protocol.Offer):
                 await self._answer(ws, pc, message)
