@@ -60,7 +60,9 @@ async def assert_video_advancing(agent: AgentProcess, classroom_id: int, within:
         and t["counter"] > first["counter"] and t,
         within, f"{agent.name}'s counter of classroom {classroom_id} to advance",
     )
-    assert second["counter_regressions"] == 0
+    # No frame went backwards while we watched (a room that rejoined restarts its counter
+    # once, before the window).
+    assert second["counter_regressions"] == first["counter_regressions"]
     assert second["fps"] > 5, second
     return second
 
