@@ -49,6 +49,23 @@ class RoomPresenceState:
 PublicationObserver = Callable[[Publication], None]
 
 
+@dataclass(frozen=True)
+class LessonEvent:
+    """Something that happened in the room, for the recording's timeline and chapters.
+
+    kinds: join, leave (detail: reason), stage / unstage, hand_raised, hand_lowered,
+    mute (detail: kind, muted), ended (detail: reason).
+    """
+
+    at: datetime
+    kind: str
+    classroom_id: int | None = None
+    detail: dict[str, object] = field(default_factory=dict)
+
+
+EventObserver = Callable[[LessonEvent], None]
+
+
 class LiveLesson:
     def __init__(self, roster: LessonRoster) -> None:
         self.roster = roster
@@ -64,10 +81,20 @@ class LiveLesson:
         self.publications: dict[str, Publication] = {}
         # Sinks other than rooms (the recorder, the broadcaster) hear of each new track here.
         self.publication_observers: list[PublicationObserver] = []
+        # The recorder's timeline: joins, leaves, stage changes, hands, mutes, the end.
+        self.event_observers: list[EventObserver] = []
         self.transcodes = 0
         self._reconcile_lock = asyncio.Lock()
 
     # ------------------------------------------------------------- policy
+
+    def emit(self, kind: str, classroom_id: int | None = None, **detail: object) -> None:
+        event = LessonEvent(now_utc(), kind, classroom_id, detail)
+        for observer in self.event_observers:
+            try:
+                observer(event)
+            except Exception:
+                logger.exception("event observer failed on %s", kind)
 
     def role_of(self, classroom_id: int) -> str | None:
         return next((r.role for r in self.roster.rooms if r.classroom_id == classroom_id), None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from classroom.lessons import LessonRoster
@@ -27,7 +28,9 @@ class LiveLessonRegistry:
         self.lessons: dict[int, LiveLesson] = {}
         self._lock = asyncio.Lock()
         # Called with each LiveLesson when it is created (the recorder attaches here).
-        self.on_lesson_created: list = []
+        self.on_lesson_created: list[Callable[[LiveLesson], None]] = []
+        # Awaited after a lesson ended and its rooms were closed (the recorder finalises).
+        self.on_lesson_ended: list[Callable[[LiveLesson, str], Awaitable[None]]] = []
 
     async def attach(self, roster: LessonRoster, session: SignalingSession) -> LiveLesson:
         """Add a session to its lesson; the same classroom joining again replaces the old."""
@@ -57,6 +60,8 @@ class LiveLessonRegistry:
         presence.joins += 1
         presence.connected_since = now_utc()
         lesson.rooms[session.classroom_id] = session
+        lesson.emit("join", session.classroom_id, role=session.role,
+                    reconnect=presence.reconnects > 0)
         return lesson
 
     async def detach(self, lesson: LiveLesson, session: SignalingSession) -> None:
@@ -65,6 +70,7 @@ class LiveLessonRegistry:
         elif lesson.rooms.get(session.classroom_id) is session:
             del lesson.rooms[session.classroom_id]
             lesson.drop_publications_of(session.classroom_id)
+            lesson.emit("leave", session.classroom_id, reason=session.end_reason)
             if lesson.stage == session.classroom_id:
                 pass  # the stage stays: when the room comes back, everyone sees it again
         if self.lessons.get(lesson.lesson_id) is lesson:
@@ -88,3 +94,9 @@ class LiveLessonRegistry:
         await asyncio.gather(
             *(s.close(reason="lesson_ended") for s in lesson.sessions()), return_exceptions=True
         )
+        lesson.emit("ended", reason=reason)
+        for hook in self.on_lesson_ended:
+            try:
+                await hook(lesson, reason)
+            except Exception:
+                logger.exception("lesson-ended hook failed for lesson %s", lesson_id)

@@ -344,6 +344,11 @@ class SignalingSession:
                 f"classroom {target} is not a receiving room here",
                 message.id,
             )
+        if lesson.stage != target:
+            if lesson.stage is not None:
+                lesson.emit("unstage", lesson.stage)
+            if target is not None:
+                lesson.emit("stage", target)
         lesson.stage = target
         if target is not None:
             lesson.presence[target].hand_raised = False
@@ -356,6 +361,8 @@ class SignalingSession:
             raise ProtocolError(
                 ErrorCode.FORBIDDEN, "only a receiving room raises a hand", message.id
             )
+        if not lesson.presence[self.classroom_id].hand_raised:
+            lesson.emit("hand_raised", self.classroom_id)
         lesson.presence[self.classroom_id].hand_raised = True
         await lesson.broadcast_state()
 
@@ -370,6 +377,8 @@ class SignalingSession:
             target = message.classroom_id
         else:
             raise ProtocolError(ErrorCode.FORBIDDEN, "watchers have no hands", message.id)
+        if lesson.presence[target].hand_raised:
+            lesson.emit("hand_lowered", target, by=self.role)
         lesson.presence[target].hand_raised = False
         await lesson.broadcast_state()
 
@@ -382,6 +391,7 @@ class SignalingSession:
                 message.id,
             )
         lesson.set_muted(message.classroom_id, message.kind, message.muted)
+        lesson.emit("mute", message.classroom_id, kind=message.kind, muted=message.muted)
         target = lesson.rooms.get(message.classroom_id)
         if target is not None and self.classroom_id is not None:
             await target.send(
@@ -463,6 +473,8 @@ class SignalingSession:
         if self._closed and self.connection is None:
             return
         self._closed = True
+        if self.end_reason == "closed":
+            self.end_reason = reason
         connection, self.connection = self.connection, None
         lesson = self.lesson
         if lesson is not None:

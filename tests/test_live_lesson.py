@@ -17,6 +17,7 @@ from classroom.agent.client import ClassroomAgent, Reporter
 from classroom.agent.publisher import publisher_factory
 from classroom.agent.reception import TrackReception
 from signaling import protocol
+from signaling.ws import REGISTRY
 from tests.live_harness import (
     AgentProcess,
     create_lesson,
@@ -113,6 +114,9 @@ async def test_full_lesson_main_and_four_receiving_rooms(tmp_path: Path) -> None
         api = server.api
         lesson = await create_lesson(api, receiving=4)
         lid = lesson.lesson_id
+        events: list = []
+        server.app[REGISTRY].on_lesson_created.append(
+            lambda live: live.event_observers.append(events.append))
         main_token = await join_token(api, lid, "main", lesson.main_classroom_id)
         main, main_task = await in_process_main(server.base_url, main_token, tmp_path)
         agents = [
@@ -165,6 +169,12 @@ async def test_full_lesson_main_and_four_receiving_rooms(tmp_path: Path) -> None
             await main.send(protocol.Stage(classroom_id=None))
             await wait_for(lambda: subscribers_of(server.live(lid), f"{staged}-video") == 1,
                            10, "room 3 to be forwarded to the teacher only")
+
+            # The lesson's timeline, which the recorder keeps, saw all of it in order.
+            joins = {e.classroom_id for e in events if e.kind == "join"}
+            assert joins == {teacher, *lesson.receiving_classroom_ids}
+            staging = [(e.kind, e.classroom_id) for e in events if "stage" in e.kind]
+            assert staging == [("stage", staged), ("unstage", staged)]
         finally:
             main.stop()
             await stop_all(agents)
