@@ -230,6 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if not args.verbose:  # alembic narrates every plugin at INFO on each start
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+    if not args.verbose:
+        # alembic narrates every plugin at INFO on each start, and aioice every ICE check
+        # of every connection: neither helps someone running a server or a classroom box.
+        for chatty in ("alembic", "aioice", "aiortc"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     return int(args.handler(args) or 0)
