@@ -293,3 +293,134 @@ class AuditEvent(Base):
     target: Mapped[str] = mapped_column(sa.String(200), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     remote: Mapped[str | None] = mapped_column(sa.String(100))
+
+
+# ------------------------------------------------------- the resource library (云录播资源库)
+# Owned by recorder/library.py; declared here so that Alembic and the schema test see one
+# metadata. Revision 0002 creates these tables.
+
+
+class RecordingState(StrEnum):
+    PROCESSING = "processing"  # the lesson ended; finalisation has not registered files yet
+    READY = "ready"
+    FAILED = "failed"
+
+
+class RecordingFileRole(StrEnum):
+    ROOM_VIDEO = "room_video"
+    ROOM_AUDIO = "room_audio"
+    COMPOSITE = "composite"
+    HLS_PLAYLIST = "hls_playlist"
+    HLS_SEGMENT = "hls_segment"
+    POSTER = "poster"
+    THUMBNAIL_STRIP = "thumbnail_strip"
+    CHAPTERS = "chapters"
+
+
+class Recording(Base):
+    """One finished lesson in the library: its catalogue entry and what the search reads."""
+
+    __tablename__ = "recordings"
+    __table_args__ = (
+        _enum_check("kind", LessonKind),
+        _enum_check("state", RecordingState),
+        sa.Index(None, "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lesson_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("lessons.id", ondelete="CASCADE"), unique=True
+    )
+    title: Mapped[str] = mapped_column(sa.String(300))
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    subject: Mapped[str] = mapped_column(sa.String(100), index=True)
+    grade: Mapped[str] = mapped_column(sa.String(50), index=True)
+    teacher_name: Mapped[str] = mapped_column(sa.String(100))
+    main_school_id: Mapped[int | None] = mapped_column(sa.ForeignKey("schools.id"))
+    main_school: Mapped[str] = mapped_column(sa.String(200), default="")
+    # [{"id": school id, "name": ...}] in screen order: a snapshot, like lesson_rooms.
+    receiving_schools: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
+    started_at: Mapped[datetime]
+    duration_s: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    term: Mapped[str] = mapped_column(sa.String(16), index=True)  # "2026秋", "2027春"
+    state: Mapped[str] = mapped_column(sa.String(16), default=RecordingState.PROCESSING.value)
+    published: Mapped[bool] = mapped_column(default=False)
+    # Normalised (NFKC, lower case) text of every searchable field; substring-matched.
+    search_text: Mapped[str] = mapped_column(sa.Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    files: Mapped[list[RecordingFile]] = relationship(
+        lazy="selectin",
+        order_by="RecordingFile.id",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+
+class RecordingFile(Base):
+    __tablename__ = "recording_files"
+    __table_args__ = (_enum_check("role", RecordingFileRole),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("recordings.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(sa.String(32))
+    # The room a per-room file shows; None for the composite and lesson-wide files.
+    classroom_id: Mapped[int | None]
+    key: Mapped[str] = mapped_column(sa.String(500), unique=True)  # the storage key
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    mime: Mapped[str] = mapped_column(sa.String(100))
+    duration_s: Mapped[float | None] = mapped_column(sa.Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RecordingComment(Base):
+    """A reviewer's note at a moment of the lesson (t_s seconds from its start)."""
+
+    __tablename__ = "recording_comments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("recordings.id", ondelete="CASCADE"), index=True
+    )
+    # No foreign key, as in the audit trail: a review outlives its author's account.
+    user_id: Mapped[int | None]
+    author_name: Mapped[str] = mapped_column(sa.String(200))
+    t_s: Mapped[float] = mapped_column(sa.Float)
+    text: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Rubric(Base):
+    """评课量表: criteria [{"key", "name", "weight", "max_score"}]; weights sum to 100."""
+
+    __tablename__ = "rubrics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    criteria: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON)
+    is_default: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RecordingRating(Base):
+    """One reviewer's scores on a rubric for one recording; a second rating replaces it."""
+
+    __tablename__ = "recording_ratings"
+    __table_args__ = (sa.UniqueConstraint("recording_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("recordings.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int]
+    author_name: Mapped[str] = mapped_column(sa.String(200))
+    rubric_id: Mapped[int] = mapped_column(sa.ForeignKey("rubrics.id"))
+    scores: Mapped[dict[str, Any]]  # criterion key -> score (0..max_score)
+    total: Mapped[float] = mapped_column(sa.Float)  # weighted, 0..100
+    comment: Mapped[str] = mapped_column(sa.Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
