@@ -29,6 +29,13 @@ class Settings:
     ice_servers: tuple[str, ...] = ()
     # Addresses the server's ICE agent may offer (empty: all interfaces).
     ice_interfaces: tuple[str, ...] = field(default_factory=tuple)
+    # Where the resource library keeps recordings (recorder/storage): None or "local" is
+    # data_dir/library; "file:///srv/library" another folder; S3-compatible object storage
+    # is "s3://bucket?endpoint=http://127.0.0.1:9000&region=us-east-1&prefix=tongbu/".
+    storage_url: str | None = None
+    # S3 credentials; None falls back to botocore's chain (AWS_ACCESS_KEY_ID, ~/.aws, ...).
+    s3_access_key_id: str | None = field(default=None, repr=False)
+    s3_secret_access_key: str | None = field(default=None, repr=False)
 
     @property
     def resolved_database_url(self) -> str:
@@ -64,5 +71,11 @@ class Settings:
             env["secret_key"] = v.encode()
         if v := os.environ.get("TONGBU_ICE_SERVERS"):
             env["ice_servers"] = tuple(s for s in v.split(",") if s)
+        if v := os.environ.get("TONGBU_STORAGE_URL"):
+            env["storage_url"] = v
+        if v := os.environ.get("TONGBU_S3_ACCESS_KEY_ID"):
+            env["s3_access_key_id"] = v
+        if v := os.environ.get("TONGBU_S3_SECRET_ACCESS_KEY"):
+            env["s3_secret_access_key"] = v
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**env)  # type: ignore[arg-type]
