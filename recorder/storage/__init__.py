@@ -1,0 +1,135 @@
+"""Where the resource library keeps its files: one small interface, two backends.
+
+- `LocalStorage` (the zero-setup default): a folder, <data_dir>/library/<key>.
+- `S3Storage`: any S3-compatible object store (MinIO, Ceph, OSS, AWS), via aiobotocore.
+
+Keys are relative POSIX paths ("lessons/12/composite.mp4"). Every file enters through
+`put_file` with the sha256 its producer computed; the backend checks that what it stored
+has that digest and, if not, leaves nothing behind and raises StorageIntegrityError.
+Playback either streams byte ranges through the server (`open_range`, local folders) or
+hands the client a short-lived signed URL (`presigned_url`, object storage), so large
+files never pass through Python when the store can serve them itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from urllib.parse import parse_qs, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from classroom.config import Settings
+
+__all__ = [
+    "ObjectNotFound",
+    "Storage",
+    "StorageError",
+    "StorageIntegrityError",
+    "StoredObject",
+    "check_key",
+    "file_sha256",
+    "storage_from_settings",
+]
+
+CHUNK = 1024 * 1024
+
+
+class StorageError(Exception):
+    """A backend failed (I/O error, refused request)."""
+
+
+class StorageIntegrityError(StorageError):
+    """What was stored does not have the sha256 the caller expected; nothing was kept."""
+
+
+class ObjectNotFound(StorageError):
+    """No object with this key."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    sha256: str  # lower-case hex; "" from stat() when the backend cannot tell cheaply
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """What the library asks of a backend. Byte ranges are half-open: [start, end)."""
+
+    name: str  # "local" | "s3"
+
+    async def put_file(self, key: str, path: Path, sha256: str) -> StoredObject: ...
+
+    async def stat(self, key: str) -> StoredObject: ...  # ObjectNotFound if missing
+
+    async def exists(self, key: str) -> bool: ...
+
+    def open_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]: ...
+
+    async def presigned_url(
+        self, key: str, expires_s: int = 300, *, mime: str | None = None
+    ) -> str | None: ...
+
+    async def delete_prefix(self, prefix: str) -> int: ...  # how many objects were removed
+
+    async def close(self) -> None: ...
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could escape the library (absolute, "..", empty segments)."""
+    if not key or key.startswith("/") or "\\" in key or "\x00" in key or len(key) > 500:
+        raise ValueError(f"invalid storage key {key!r}")
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        raise ValueError(f"invalid storage key {key!r}")
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    """A prefix for delete_prefix: a key followed by "/", so "lessons/1/" never hits 10."""
+    if not prefix.endswith("/"):
+        raise ValueError(f"a prefix ends with '/': {prefix!r}")
+    check_key(prefix[:-1])
+    return prefix
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file (blocking: call it in a thread for large files)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def storage_from_settings(settings: Settings) -> Storage:
+    """The backend `settings.storage_url` names; a folder under data_dir by default."""
+    url = settings.storage_url
+    if not url or url == "local":
+        from recorder.storage.local import LocalStorage
+
+        return LocalStorage(settings.data_dir / "library")
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        from recorder.storage.local import LocalStorage
+
+        return LocalStorage(Path(unquote(parts.path)))
+    if parts.scheme == "s3":
+        from recorder.storage.s3 import S3Storage
+
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        if not parts.netloc:
+            raise ValueError("an s3 storage URL names its bucket: s3://bucket?endpoint=...")
+        return S3Storage(
+            bucket=parts.netloc,
+            endpoint_url=query.get("endpoint"),
+            region=query.get("region", "us-east-1"),
+            prefix=query.get("prefix", ""),
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=settings.s3_secret_access_key,
+            addressing_style=query.get("addressing", "path"),
+        )
+    raise ValueError(f"unknown storage URL scheme {parts.scheme!r} (local, file or s3)")
