@@ -285,3 +285,118 @@ def _ts_diff(a: int, b: int) -> int:
     """a - b for 32-bit RTP timestamps, signed, across wrap."""
     d = (a - b) & 0xFFFFFFFF
     return d - 0x100000000 if d >= 0x80000000 else d
+
+
+# ------------------------------------------------------------------ frame size
+
+
+def frame_size(codec_mime: str, data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a keyframe's own headers (H.264 SPS, VP8 key frame header),
+    without decoding; None when the frame does not say."""
+    mime = codec_mime.lower()
+    try:
+        if mime == "video/vp8":
+            if len(data) >= 10 and data[3:6] == b"\x9d\x01\x2a":
+                return (
+                    int.from_bytes(data[6:8], "little") & 0x3FFF,
+                    int.from_bytes(data[8:10], "little") & 0x3FFF,
+                )
+            return None
+        if mime == "video/h264":
+            for nal in _annexb_nals(data):
+                if nal and nal[0] & 0x1F == _H264_SPS:
+                    return _h264_sps_size(nal)
+    except (IndexError, ValueError):
+        return None
+    return None
+
+
+def _annexb_nals(data: bytes) -> list[bytes]:
+    nals = []
+    pos = data.find(b"\x00\x00\x01")
+    while pos >= 0:
+        start = pos + 3
+        nxt = data.find(b"\x00\x00\x01", start)
+        end = len(data) if nxt < 0 else nxt
+        # a 4-byte start code leaves a trailing zero on the previous NAL
+        nals.append(data[start:end].rstrip(b"\x00") if nxt >= 0 else data[start:end])
+        pos = nxt
+    return nals
+
+
+class _Bits:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def u(self, n: int) -> int:
+        value = 0
+        for _ in range(n):
+            byte = self.data[self.pos >> 3]
+            value = (value << 1) | ((byte >> (7 - (self.pos & 7))) & 1)
+            self.pos += 1
+        return value
+
+    def ue(self) -> int:
+        zeros = 0
+        while self.u(1) == 0:
+            zeros += 1
+            if zeros > 31:
+                raise ValueError("bad exp-Golomb code")
+        return (1 << zeros) - 1 + self.u(zeros)
+
+    def se(self) -> int:
+        k = self.ue()
+        return (k + 1) // 2 if k & 1 else -(k // 2)
+
+
+def _h264_sps_size(nal: bytes) -> tuple[int, int]:
+    """Width and height from an SPS NAL (H.264 7.3.2.1.1), cropping applied."""
+    rbsp = nal[1:].replace(b"\x00\x00\x03", b"\x00\x00")
+    b = _Bits(rbsp)
+    profile = b.u(8)
+    b.u(16)  # constraint flags, level
+    b.ue()  # seq_parameter_set_id
+    chroma_format = 1
+    if profile in (100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135):
+        chroma_format = b.ue()
+        if chroma_format == 3:
+            b.u(1)
+        b.ue()
+        b.ue()
+        b.u(1)
+        if b.u(1):  # seq_scaling_matrix_present_flag
+            for i in range(8 if chroma_format != 3 else 12):
+                if b.u(1):
+                    last = next_ = 8
+                    for _ in range(16 if i < 6 else 64):
+                        if next_:
+                            next_ = (last + b.se() + 256) % 256
+                        last = next_ or last
+    b.ue()  # log2_max_frame_num_minus4
+    poc_type = b.ue()
+    if poc_type == 0:
+        b.ue()
+    elif poc_type == 1:
+        b.u(1)
+        b.se()
+        b.se()
+        for _ in range(b.ue()):
+            b.se()
+    b.ue()  # max_num_ref_frames
+    b.u(1)
+    width_mbs = b.ue() + 1
+    height_units = b.ue() + 1
+    frame_mbs_only = b.u(1)
+    if not frame_mbs_only:
+        b.u(1)
+    b.u(1)  # direct_8x8_inference_flag
+    width = width_mbs * 16
+    height = (2 - frame_mbs_only) * height_units * 16
+    if b.u(1):  # frame_cropping_flag
+        left, right, top, bottom = b.ue(), b.ue(), b.ue(), b.ue()
+        crop_x = 1 if chroma_format in (0, 3) else 2
+        crop_y = (2 - frame_mbs_only) * (2 if chroma_format == 1 else 1)
+        width -= crop_x * (left + right)
+        height -= crop_y * (top + bottom)
+    return width, height

@@ -1,0 +1,140 @@
+"""One clock for a whole lesson: every room's RTP timestamps mapped to lesson time.
+
+Lesson time 0 is `clock_origin_unix` (server wall clock, when recording started). A track's
+RTP timestamp becomes lesson time in three steps:
+
+1. unwrap the 32-bit timestamp into a 64-bit count (`TimestampUnwrapper`);
+2. map it to the *publisher's* wall clock with its RTCP sender report (NTP ↔ RTP), which
+   is what puts a room's audio and video in sync: both are stamped by the same machine;
+3. move that onto the server's wall clock with the room's offset, measured once per
+   connection from the first SR (server arrival time − publisher NTP time). A classroom
+   box's clock may be minutes off in a closed school network; this offset absorbs it,
+   so rooms line up on the server's clock (within one-way network delay).
+
+Until a track has seen an SR (aiortc sends the first within ~1.5 s), its first frame is
+anchored to its arrival time on the server. When the SR mapping arrives, or a later SR
+shows the publisher's clocks drifting, the difference is *slewed* in (at most `SLEW` of the
+media time that passes), never stepped: pts stay monotonic and evenly spaced, and a
+finaliser never sees frames squeezed together or a jump backwards.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
+SLEW = 0.05  # correction per unit of media time: 50 ms per second at most
+MAX_SR_DISAGREEMENT = 5.0  # s: an SR that far from arrival time is ignored (garbage)
+
+
+def ntp_to_unix(ntp: int) -> float:
+    """A 64-bit NTP timestamp (RTCP SR) as Unix seconds."""
+    return (ntp >> 32) - NTP_EPOCH_OFFSET + (ntp & 0xFFFFFFFF) / 2**32
+
+
+class TimestampUnwrapper:
+    """32-bit RTP timestamps → a monotonic-ish 64-bit count (signed steps across wrap)."""
+
+    def __init__(self) -> None:
+        self._last: int | None = None
+        self._ext = 0
+
+    def unwrap(self, ts: int) -> int:
+        if self._last is None:
+            self._last = ts
+            self._ext = ts
+            return ts
+        delta = (ts - self._last) & 0xFFFFFFFF
+        if delta >= 0x80000000:
+            delta -= 0x100000000
+        self._last = ts
+        self._ext += delta
+        return self._ext
+
+    def relative(self, ts: int) -> int:
+        """Unwrap `ts` against the last value without advancing (e.g. an SR's timestamp)."""
+        if self._last is None:
+            return ts
+        delta = (ts - self._last) & 0xFFFFFFFF
+        if delta >= 0x80000000:
+            delta -= 0x100000000
+        return self._ext + delta
+
+
+@dataclass
+class RoomClock:
+    """A publisher connection's clock offset: server Unix time − publisher NTP time."""
+
+    offset: float | None = None
+
+    def observe_sr(self, ntp: int, received_unix: float) -> float:
+        if self.offset is None:
+            self.offset = received_unix - ntp_to_unix(ntp)
+        return self.offset
+
+
+class TrackClock:
+    """Maps one track's RTP timestamps to lesson time (µs), monotonic per track."""
+
+    def __init__(self, clock_rate: int, origin_unix: float, room: RoomClock | None = None) -> None:
+        self.clock_rate = clock_rate
+        self.origin_unix = origin_unix
+        self.room = room if room is not None else RoomClock()
+        self._unwrap = TimestampUnwrapper()
+        # unix(ts_ext) = base_unix + (ts_ext - base_ts) / rate + correction
+        self._base_ts: int | None = None
+        self._base_unix = 0.0
+        self._correction = 0.0  # s, applied so far
+        self._target = 0.0  # s, where the SR says the correction should be
+        self._last_ts: int | None = None
+        self._last_us: int | None = None
+        self._sr_seen: tuple[int, int] | None = None  # (ntp, rtp) of the last SR used
+        self.synced = False  # mapped through an SR at least once
+        self.slews = 0
+
+    def to_lesson_us(
+        self,
+        rtp_timestamp: int,
+        arrival_unix: float | None = None,
+        sender_report: tuple[int, int, float] | None = None,
+    ) -> int:
+        """Lesson time of a frame. `sender_report` is (ntp, rtp, received_unix) of the
+        publisher's latest SR, if any; `arrival_unix` defaults to now."""
+        ts = self._unwrap.unwrap(rtp_timestamp)
+        if self._base_ts is None:
+            self._base_ts = ts
+            self._base_unix = time.time() if arrival_unix is None else arrival_unix
+            self._last_ts = ts
+        if sender_report is not None and sender_report[:2] != self._sr_seen:
+            self._take_sr(sender_report, ts)
+        # slew the correction toward its target, in proportion to media time elapsed
+        advanced = max(0, ts - (self._last_ts if self._last_ts is not None else ts))
+        if self._correction != self._target:
+            step = SLEW * advanced / self.clock_rate
+            gap = self._target - self._correction
+            self._correction += max(-step, min(step, gap))
+        self._last_ts = ts
+        unix = self._base_unix + (ts - self._base_ts) / self.clock_rate + self._correction
+        us = round((unix - self.origin_unix) * 1_000_000)
+        if self._last_us is not None and us <= self._last_us:
+            us = self._last_us + 1
+        self._last_us = us
+        return us
+
+    def _take_sr(self, report: tuple[int, int, float], ts_now: int) -> None:
+        ntp, rtp, received_unix = report
+        self._sr_seen = (ntp, rtp)
+        offset = self.room.observe_sr(ntp, received_unix)
+        sr_ts = self._unwrap.relative(rtp)
+        # where the SR puts this frame on the server's clock
+        sr_unix = ntp_to_unix(ntp) + offset + (ts_now - sr_ts) / self.clock_rate
+        base_unix = self._base_unix + (ts_now - self._base_ts) / self.clock_rate  # type: ignore[operator]
+        target = sr_unix - base_unix
+        if abs(target) > MAX_SR_DISAGREEMENT:
+            return
+        if not self.synced:
+            self.synced = True
+        if target != self._target:
+            self.slews += 1
+        self._target = target
