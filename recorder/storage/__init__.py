@@ -74,6 +74,8 @@ class Storage(Protocol):
         self, key: str, expires_s: int = 300, *, mime: str | None = None
     ) -> str | None: ...
 
+    async def delete(self, key: str) -> bool: ...  # False if there was nothing to delete
+
     async def delete_prefix(self, prefix: str) -> int: ...  # how many objects were removed
 
     async def close(self) -> None: ...

@@ -98,6 +98,14 @@ class LocalStorage:
     ) -> str | None:
         return None  # a folder has no URLs of its own: the server streams it
 
+    async def delete(self, key: str) -> bool:
+        path = self.path_of(key)
+        try:
+            await asyncio.to_thread(path.unlink)
+        except FileNotFoundError:
+            return False
+        return True
+
     async def delete_prefix(self, prefix: str) -> int:
         return await asyncio.to_thread(self._delete_prefix, check_prefix(prefix))
 

@@ -286,6 +286,11 @@ class S3Storage:
 
     # ----------------------------------------------------------------- delete
 
+    async def delete(self, key: str) -> bool:
+        existed = await self.exists(key)
+        await (await self._s3()).delete_object(Bucket=self.bucket, Key=self._full(key))
+        return existed
+
     async def delete_prefix(self, prefix: str) -> int:
         full = self.prefix + check_prefix(prefix)
         s3 = await self._s3()
