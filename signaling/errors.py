@@ -44,6 +44,8 @@ class ErrorCode(StrEnum):
     ILLEGAL_TRANSITION = "illegal_transition"
     NOT_LIVE = "not_live"
     METHOD_NOT_ALLOWED = "method_not_allowed"
+    RANGE_NOT_SATISFIABLE = "range_not_satisfiable"
+    STORAGE_MISSING = "storage_missing"
     INTERNAL = "internal"
 
 
@@ -80,5 +82,8 @@ DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.ILLEGAL_TRANSITION: "The lesson cannot move from its current state to that one.",
     ErrorCode.NOT_LIVE: "The lesson has no live session on this server right now.",
     ErrorCode.METHOD_NOT_ALLOWED: "The path exists but not with this HTTP method.",
+    ErrorCode.RANGE_NOT_SATISFIABLE: "The Range header is malformed or lies beyond the file; "
+    "Content-Range gives the file's size.",
+    ErrorCode.STORAGE_MISSING: "The catalogue lists the file but the storage has no object for it.",
     ErrorCode.INTERNAL: "An unexpected server error; it was logged.",
 }
