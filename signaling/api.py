@@ -37,7 +37,7 @@ from classroom.users import AuthenticationFailed, authenticate, issue_token
 from signaling import api_schemas as s
 from signaling.api_schemas import ApiError
 from signaling.appkeys import DB, LIVE, TOKENS
-from signaling.auth import current_user, require, require_school
+from signaling.auth import current_user, optional_user, require, require_school
 from signaling.errors import ErrorCode
 from signaling.live_state import LiveLessonState
 from signaling.openapi import ANY_USER, API_PREFIX, Route, build_document
@@ -717,6 +717,8 @@ def _endpoint(route: Route) -> Any:
             # caller learns nothing from validation errors.
             user = await current_user(request)
             require(user, *route.roles)
+        elif route.optional_auth:
+            user = await optional_user(request)
         body = await _decode_body(request, route) if route.body is not None else None
         query = _decode_query(request, route) if route.query is not None else None
         result = await route.handler(Call(request, user, body, query))

@@ -44,6 +44,17 @@ async def current_user(request: web.Request) -> User:
     return user
 
 
+async def optional_user(request: web.Request) -> User | None:
+    """For routes anonymous callers may use too: None without an Authorization header.
+
+    A header that is sent but wrong is still a 401, never a silent downgrade to anonymous,
+    so a client with an expired token learns it instead of seeing less than it should.
+    """
+    if "Authorization" not in request.headers:
+        return None
+    return await current_user(request)
+
+
 def require(user: User, *roles: UserRole) -> None:
     """403 unless the user is an admin or has one of `roles`."""
     if user.role == UserRole.ADMIN or user.role in roles:

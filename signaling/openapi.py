@@ -27,6 +27,8 @@ _PATH_PARAM = re.compile(r"\{(\w+)\}")
 _STATUS_TEXT = {
     200: "OK",
     201: "Created",
+    206: "Partial content: the bytes a Range header asked for (Content-Range says which).",
+    302: "Redirect to a short-lived presigned URL on object storage.",
     400: "The body or the query does not match its schema (`invalid_body`), or the domain "
     "refuses it.",
     401: "Missing, unknown or expired bearer token (`unauthorized`).",
@@ -34,6 +36,7 @@ _STATUS_TEXT = {
     404: "No such resource (`not_found`, `not_live`).",
     409: "Conflicts with existing data (`conflict`, `illegal_transition`, `lesson_ended`).",
     413: "The body exceeds the size limit (`too_large`).",
+    416: "The Range header is malformed or beyond the file (`range_not_satisfiable`).",
 }
 
 
@@ -50,12 +53,17 @@ class Route:
     # added without thought is closed rather than open. Ignored if public.
     roles: tuple[UserRole, ...] = ()
     public: bool = False
+    # With public: a bearer token is optional; when sent it must be valid, and the handler
+    # gets its user (anonymous callers see public recordings, signed-in ones more).
+    optional_auth: bool = False
     body: type | None = None
     body_required: bool = True
     query: type | None = None
     response: type | None = None
     status: int = 200
     errors: tuple[int, ...] = ()
+    # A success answer that is not JSON (a file, a CSV): its media type.
+    media: str | None = None
 
     @property
     def path_params(self) -> list[str]:
@@ -130,20 +138,28 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": _STATUS_TEXT.get(route.status, "OK")}
     if route.response is not None:
         ok["content"] = {"application/json": {"schema": {"$ref": _ref(route.response)}}}
+    elif route.media is not None:
+        ok["content"] = {route.media: {"schema": {"type": "string", "format": "binary"}}}
     responses: dict[str, Any] = {str(route.status): ok}
     errors = set(route.errors)
     if route.body is not None or route.query is not None:
         errors |= {400, 413} if route.body is not None else {400}
-    if not route.public:
+    if not route.public or route.optional_auth:
         errors |= {401, 403}
     if route.path_params:
         errors.add(404)
     for status in sorted(errors):
+        if status < 400:  # another success or a redirect, not an ErrorBody
+            responses[str(status)] = {"description": _STATUS_TEXT.get(status, "OK")}
+            continue
         responses[str(status)] = {
             "description": _STATUS_TEXT.get(status, "Error"),
             "content": {"application/json": {"schema": {"$ref": _ref(ErrorBody)}}},
         }
     operation["responses"] = responses
+    if route.optional_auth:
+        operation["security"] = [{}, {"bearer": []}]
+        operation["x-roles"] = "anyone; a bearer token, if sent, must be valid"
     if not route.public:
         operation["security"] = [{"bearer": []}]
         if set(route.roles) >= set(ANY_USER):
