@@ -34,6 +34,7 @@ from classroom.models import (
     utcnow,
 )
 from classroom.users import AuthenticationFailed, authenticate, issue_token
+from recorder import library_api as lib
 from signaling import api_schemas as s
 from signaling.api_schemas import ApiError
 from signaling.appkeys import DB, LIVE, TOKENS
@@ -654,6 +655,113 @@ ROUTES: tuple[Route, ...] = (
         roles=ANY_USER,
         response=LiveLessonState,
     ),
+    # ------------------------------------------------ resource library (recorder/library_api.py)
+    Route(
+        "GET",
+        "/library",
+        lib.search_library,
+        "Search the library",
+        "library",
+        public=True,
+        optional_auth=True,
+        query=s.LibraryQuery,
+        response=s.LibraryPage,
+    ),
+    Route(
+        "GET",
+        "/library/{id}",
+        lib.get_recording,
+        "Get a library entry",
+        "library",
+        public=True,
+        optional_auth=True,
+        response=s.RecordingDetail,
+    ),
+    Route(
+        "POST",
+        "/library/{id}/publish",
+        lib.publish_recording,
+        "Publish a library entry",
+        "library",
+        response=s.RecordingOut,
+    ),
+    Route(
+        "POST",
+        "/library/{id}/unpublish",
+        lib.unpublish_recording,
+        "Unpublish a library entry",
+        "library",
+        response=s.RecordingOut,
+    ),
+    Route(
+        "DELETE",
+        "/library/{id}",
+        lib.delete_recording,
+        "Delete a recording and every stored object",
+        "library",
+        response=s.RecordingDeleted,
+    ),
+    Route(
+        "GET",
+        "/library/{id}/comments",
+        lib.list_comments,
+        "List timed comments",
+        "library",
+        roles=ANY_USER,
+        response=s.CommentList,
+    ),
+    Route(
+        "POST",
+        "/library/{id}/comments",
+        lib.add_comment,
+        "Comment at a moment of the lesson",
+        "library",
+        roles=(UserRole.REVIEWER, UserRole.TEACHER),
+        body=s.CommentIn,
+        response=s.CommentOut,
+        status=201,
+    ),
+    Route(
+        "GET",
+        "/library/{id}/rubric",
+        lib.get_rubric,
+        "The rubric (评课量表) of an entry",
+        "library",
+        roles=ANY_USER,
+        response=s.RubricOut,
+    ),
+    Route(
+        "PUT",
+        "/library/{id}/ratings/mine",
+        lib.rate_recording,
+        "Rate an entry on its rubric",
+        "library",
+        roles=(UserRole.REVIEWER,),
+        body=s.RatingIn,
+        response=s.RatingOut,
+    ),
+    Route(
+        "GET",
+        "/library/{id}/export",
+        lib.export_reviews,
+        "Export comments and ratings",
+        "library",
+        roles=ANY_USER,
+        query=s.ExportQuery,
+        media="text/csv",
+    ),
+    Route(
+        "GET",
+        "/library/{id}/files/{file_id}",
+        lib.play_file,
+        "Play or download a recording file",
+        "library",
+        public=True,
+        optional_auth=True,
+        query=s.FileQuery,
+        media="application/octet-stream",
+        errors=(206, 302, 416),
+    ),
 )
 
 
@@ -786,6 +894,7 @@ def openapi(version: str = "1.0.0") -> dict[str, Any]:
 def setup_api(app: web.Application) -> None:
     """Register every route of ROUTES under /api/v1, with the error middleware."""
     app.middlewares.append(api_errors)
+    lib.setup_library(app)
     app[OPENAPI] = msgspec.json.encode(openapi())
     for route in ROUTES:
         app.router.add_route(route.method, API_PREFIX + route.path, _endpoint(route))
