@@ -17,7 +17,7 @@ The manifest is rewritten atomically after each phase with `state` "partial" (pe
 files ready) and finally "done". Each step works in `final/.work/<step>/` and moves its
 files into `final/` only when complete, so a reader (or the library) never sees half a
 file under its final name. `inputs` in the manifest fingerprints the capture (packet log
-names and sizes, events size, lesson.json state): if the capture grew since (a lesson that
+names and sizes, events size): if the capture grew since (a lesson that
 resumed after a restart), every step runs again.
 
 Time: everything is on the lesson clock (seconds since `clock_origin_unix`); the
@@ -80,13 +80,14 @@ def read_manifest(final_dir: Path) -> dict[str, Any] | None:
 
 
 def capture_fingerprint(capture_dir: Path) -> dict[str, Any]:
-    """What the capture holds now; a manifest made from other inputs is stale."""
-    info = read_json(capture_dir / "lesson.json") or {}
+    """What the capture holds now; a manifest made from other inputs is stale.
+
+    lesson.json's state is not part of it: closing a crashed capture (jobs.mark_crashed)
+    changes no media, so it does not make the files stale."""
     events = capture_dir / "events.jsonl"
     return {
         "logs": {p.name: p.stat().st_size for p in sorted(capture_dir.glob("*.tbl"))},
         "events_bytes": events.stat().st_size if events.exists() else 0,
-        "state": info.get("state"),
     }
 
 
