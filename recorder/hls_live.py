@@ -507,6 +507,9 @@ class OpusToAac:
         self.decode_errors = 0
         self.restarts = 0
         self._decoder = av.CodecContext.create("opus", "r")
+        # Decode straight to mono (Opus decoders downmix for free): no resampling step.
+        self._decoder.layout = "mono"
+        self._decoder.sample_rate = self.SAMPLE_RATE
         self._resampler = av.AudioResampler(format="fltp", layout="mono", rate=self.SAMPLE_RATE)
         self._encoder: av.audio.codeccontext.AudioCodecContext | None = None
         self._next: int | None = None  # sample time the encoder expects next
@@ -534,7 +537,13 @@ class OpusToAac:
             return []
         out: list[tuple[bytes, int]] = []
         for frame in decoded:
-            for mono in self._resampler.resample(frame):
+            if (frame.format.name, frame.layout.name, frame.sample_rate) == (
+                "fltp", "mono", self.SAMPLE_RATE
+            ):
+                monos = [frame]
+            else:
+                monos = self._resampler.resample(frame)
+            for mono in monos:
                 self._encode(mono, samples_at, out)
                 samples_at += mono.samples
         return out
