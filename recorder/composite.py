@@ -296,17 +296,35 @@ def _placeholder_labels(tile: Tile) -> tuple[_LabelRequest, _LabelRequest]:
 # ------------------------------------------------------------------------------- canvas
 
 
-class _Canvas:
-    """The output picture as one I420 array, with views on its three planes."""
+def _plane_view(plane: av.video.plane.VideoPlane, width: int, height: int) -> np.ndarray:
+    """A (height, width) writable numpy view on one plane of a frame (rows are line_size)."""
+    rows = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
+    return rows[:height, :width]
 
-    def __init__(self, width: int, height: int) -> None:
+
+class _Canvas:
+    """An I420 picture with numpy views on its three planes.
+
+    The output canvas *is* an av.VideoFrame that is painted in place and handed to the
+    encoder again and again: libx264 copies the picture into its own frame pool during
+    encode(), so no per-frame 1.4 MB copy into a new frame is needed.
+    """
+
+    def __init__(self, width: int, height: int, *, as_frame: bool = False) -> None:
         self.width, self.height = width, height
-        self.data = np.empty((height * 3 // 2, width), dtype=np.uint8)
-        flat = self.data.reshape(-1)  # U and V as flat runs: rows of width/2, any height
-        area = width * height
-        self.y = self.data[:height]
-        self.u = flat[area : area + area // 4].reshape(height // 2, width // 2)
-        self.v = flat[area + area // 4 :].reshape(height // 2, width // 2)
+        self.frame: av.VideoFrame | None = None
+        if as_frame:
+            self.frame = av.VideoFrame(width, height, "yuv420p")
+            planes = self.frame.planes
+            self.y = _plane_view(planes[0], width, height)
+            self.u = _plane_view(planes[1], width // 2, height // 2)
+            self.v = _plane_view(planes[2], width // 2, height // 2)
+        else:
+            data = np.empty(width * height * 3 // 2, dtype=np.uint8)
+            area = width * height
+            self.y = data[:area].reshape(height, width)
+            self.u = data[area : area + area // 4].reshape(height // 2, width // 2)
+            self.v = data[area + area // 4 :].reshape(height // 2, width // 2)
         self.clear()
 
     def clear(self) -> None:
@@ -406,7 +424,7 @@ class _VideoSource:
             ctx = stream.codec_context
             ctx.thread_type = "SLICE"  # one core: no frame threads, and no thread pool
             ctx.thread_count = 1
-            time_base = stream.time_base
+            time_base = float(stream.time_base)
             stats = self._stats
             stats.decoded_frames.setdefault(room.classroom_id, 0)
             try:
@@ -420,7 +438,7 @@ class _VideoSource:
                         if frame.pts is None or frame.is_corrupt:
                             continue
                         stats.decoded_frames[room.classroom_id] += 1
-                        yield room.offset_s + float(frame.pts * time_base), frame
+                        yield room.offset_s + frame.pts * time_base, frame
             except av.FFmpegError as e:  # a truncated or damaged container: end here
                 logger.warning("composite: %s ends early: %s", room.video, e)
 
@@ -447,15 +465,17 @@ class _VideoSource:
             frame = frame.reformat(format="yuv420p")
         planes = []
         for i, (pw, ph) in enumerate(((w, h), (w // 2, h // 2), (w // 2, h // 2))):
-            plane = frame.planes[i]
             src_w = frame.width if i == 0 else (frame.width + 1) // 2
             src_h = frame.height if i == 0 else (frame.height + 1) // 2
-            view = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
-            view = view[:src_h, :src_w]
+            view = _plane_view(frame.planes[i], src_w, src_h)
             if (src_w, src_h) == (pw, ph):
                 planes.append(view.copy())
             else:
-                planes.append(cv2.resize(view, (pw, ph), interpolation=cv2.INTER_AREA))
+                # INTER_AREA averages when shrinking (no aliasing of the code block's
+                # cells); when enlarging it is bilinear anyway, and INTER_LINEAR is faster
+                shrink = pw < src_w
+                interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+                planes.append(cv2.resize(view, (pw, ph), interpolation=interpolation))
         self._stats.resizes += 1
         self._resized_key = key
         self._resized = (planes[0], planes[1], planes[2])
@@ -463,6 +483,27 @@ class _VideoSource:
 
     def close(self) -> None:
         self._frames.close()  # type: ignore[attr-defined]
+
+
+def _mono_48k(frame: av.AudioFrame) -> np.ndarray | None:
+    """The frame's samples as mono float32 without a resampler, if it is 48 kHz float;
+    mono planar (what Opus gives) is a zero-copy view. Per audio frame (every 20 ms)."""
+    if frame.sample_rate != AUDIO_RATE or frame.samples == 0:
+        return None
+    channels = len(frame.layout.channels)
+    name = frame.format.name
+    if name == "fltp":
+        first = np.frombuffer(frame.planes[0], dtype=np.float32, count=frame.samples)
+        if channels == 1:
+            return first
+        total = first.copy()
+        for plane in frame.planes[1:channels]:
+            total += np.frombuffer(plane, dtype=np.float32, count=frame.samples)
+        return total / channels
+    if name == "flt":
+        packed = np.frombuffer(frame.planes[0], dtype=np.float32, count=frame.samples * channels)
+        return packed if channels == 1 else packed.reshape(-1, channels).mean(axis=1)
+    return None
 
 
 class _AudioSource:
@@ -484,8 +525,8 @@ class _AudioSource:
                 return
             stream = container.streams.audio[0]
             stream.codec_context.thread_count = 1
-            time_base = stream.time_base
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+            time_base = float(stream.time_base)
+            resampler: av.AudioResampler | None = None
             expected: int | None = None
             try:
                 for packet in container.demux(stream):
@@ -495,7 +536,7 @@ class _AudioSource:
                         continue
                     for frame in frames:
                         if frame.pts is not None:
-                            at = round((room.offset_s + float(frame.pts * time_base)) * AUDIO_RATE)
+                            at = round((room.offset_s + frame.pts * time_base) * AUDIO_RATE)
                             # timestamps within 1 ms of continuous: keep continuous (no clicks)
                             if expected is not None and abs(at - expected) <= AUDIO_RATE // 1000:
                                 at = expected
@@ -503,10 +544,19 @@ class _AudioSource:
                             at = expected
                         else:
                             at = round(room.offset_s * AUDIO_RATE)
-                        for out in resampler.resample(frame):
-                            samples = out.to_ndarray().reshape(-1)
+                        samples = _mono_48k(frame)
+                        if samples is not None:  # Opus decodes to 48 kHz float: no resampler
                             yield at, samples
                             at += samples.size
+                        else:
+                            if resampler is None:
+                                resampler = av.AudioResampler(
+                                    format="flt", layout="mono", rate=AUDIO_RATE
+                                )
+                            for out in resampler.resample(frame):
+                                samples = out.to_ndarray().reshape(-1)
+                                yield at, samples
+                                at += samples.size
                         expected = at
             except av.FFmpegError as e:
                 logger.warning("composite: %s ends early: %s", room.audio, e)
@@ -597,7 +647,7 @@ def render_composite(
     audios = [_AudioSource(r) for r in rooms if r.audio is not None]
     stats.video_rooms, stats.audio_rooms = len(videos), len(audios)
     placeholders: dict[Tile, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    canvas = _Canvas(width, height)
+    canvas = _Canvas(width, height, as_frame=True)
     frame_count = max(1, round(duration_s * fps))
     video_tb = Fraction(1, fps)
     audio_tb = Fraction(1, AUDIO_RATE)
@@ -653,7 +703,8 @@ def render_composite(
                     canvas.paste(tile.x, tile.y, image)
                 painted[slot] = key
                 stats.tiles_painted += 1
-            frame = av.VideoFrame.from_ndarray(canvas.data, format="yuv420p")
+            frame = canvas.frame
+            assert frame is not None
             frame.pts = k
             frame.time_base = video_tb
             output.mux(vstream.encode(frame))
