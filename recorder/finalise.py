@@ -5,11 +5,13 @@ each idempotent and each recording its result in `final/manifest.json`, so a cra
 restart resumes at the first step not done instead of starting over:
 
     fast (latency matters: the lesson is playable when these are done)
-      remux       per-room files: MP4 (H.264 + Opus) / WebM (VP8 + Opus), Ogg (Opus)
+      remux       per-room files: MP4 (H.264 + Opus) / WebM (VP8 + Opus); Ogg (Opus) for
+                  a room that sent no video
       chapters    chapters.json + chapters.vtt from events.jsonl
     slow (low priority: a worker process under `nice`)
       thumbnails  poster.jpg (teacher, ~10% in) and the thumbnail strip
       room_hls    HLS VOD of each H.264 room (hls/room-<id>/index.m3u8)
+      room_audio  each room's Opus alone, as Ogg (room-<id>-audio.ogg)
       composite   composite.mp4, the picture-in-picture view (the only decode + encode)
       composite_hls  hls/composite/index.m3u8
 
@@ -47,7 +49,7 @@ logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 FAST_STEPS = ("remux", "chapters")
-SLOW_STEPS = ("thumbnails", "room_hls")
+SLOW_STEPS = ("thumbnails", "room_hls", "room_audio")
 COMPOSITE_STEPS = ("composite", "composite_hls")
 SLOW_NICE = 10  # the worker process's niceness: live lessons first
 
@@ -219,6 +221,31 @@ def step_remux(capture_dir: Path, final_dir: Path, info: dict[str, Any], *,
     finally:
         work.close()
     return {"rooms": rooms, "files": files}
+
+
+def step_room_audio(capture_dir: Path, final_dir: Path, manifest: dict[str, Any]
+                    ) -> dict[str, Any]:
+    """The Ogg audio of each room that has a video file (the others got it in remux)."""
+    work = _Work(final_dir, "room_audio")
+    files: list[dict[str, Any]] = []
+    try:
+        logs = remux.find_room_logs(capture_dir)
+        for room in manifest.get("rooms", []):
+            room_logs = logs.get(int(room["classroom_id"]))
+            if room_logs is None or room_logs.audio is None or any(
+                    n.endswith(".ogg") for n in room["files"]):
+                continue
+            result = remux.remux_room(room_logs, work.dir, video_files=False,
+                                      audio_file=True)
+            for file in result.files:
+                target = work.publish(file.path.name)
+                files.append(_entry(final_dir, target, file.role, file.mime,
+                                    classroom_id=room["classroom_id"],
+                                    duration_s=result.duration_s,
+                                    offset_s=round(result.offset_s, 6)))
+    finally:
+        work.close()
+    return {"files": files}
 
 
 def step_chapters(capture_dir: Path, final_dir: Path, info: dict[str, Any],
@@ -426,6 +453,8 @@ def _run_steps(capture_dir: Path, final_dir: Path, manifest: dict[str, Any],
             result = step_thumbnails(final_dir, manifest)
         elif step == "room_hls":
             result = step_room_hls(final_dir, manifest)
+        elif step == "room_audio":
+            result = step_room_audio(capture_dir, final_dir, manifest)
         elif step == "composite":
             result = step_composite(capture_dir, final_dir, manifest)
         elif step == "composite_hls":

@@ -321,23 +321,26 @@ class _Timeline:
         self.den = tb.numerator * _US
         self.last = -1
 
-    def ticks(self, pts_us: int) -> int:
-        return ((pts_us - self.zero_us) * self.num + self.den // 2) // self.den
-
     def packet(self, data: bytes, pts_us: int, duration_us: int,
                keyframe: bool) -> av.Packet | None:
-        """A packet for this stream, or None if it would not advance time (dropped)."""
-        pts = self.ticks(pts_us)
+        """A packet for this stream, or None if it would not advance time (dropped).
+
+        Hot path (every frame): integer maths only; the packet's time base is left unset,
+        which the muxer takes as the stream's."""
+        num, den = self.num, self.den
+        start = pts_us - self.zero_us
+        pts = (start * num + den // 2) // den
         if pts <= self.last:
             return None
         self.last = pts
         packet = av.Packet(data)
         packet.stream = self.stream
-        packet.time_base = self.stream.time_base
         packet.pts = pts
         packet.dts = pts
-        packet.duration = max(1, self.ticks(pts_us + duration_us) - pts)
-        packet.is_keyframe = keyframe
+        end = ((start + duration_us) * num + den // 2) // den
+        packet.duration = end - pts if end > pts else 1
+        if keyframe:
+            packet.is_keyframe = True
         return packet
 
 
@@ -358,11 +361,15 @@ def _with_durations(frames: Iterator[LoggedFrame], default_us: int
 
 
 def remux_room(room: RoomLogs, out_dir: Path, *, faststart: bool = True,
-               stem: str | None = None) -> RoomRemux:
+               stem: str | None = None, video_files: bool = True,
+               audio_file: bool | None = None) -> RoomRemux:
     """Write the room's files into out_dir (blocking; run it in a worker thread).
 
-    One file with video (the first codec the room published; a room that switched codec
-    mid-lesson gets a second file `...-2`) and audio, plus the audio alone as Ogg.
+    `video_files`: one file with video (the first codec the room published; a room that
+    switched codec mid-lesson gets a second file `...-2`) and the room's audio.
+    `audio_file`: the audio alone as Ogg; by default only when there is no video file
+    (finalisation makes it for every room later, in its slow phase: it is not needed to
+    play the lesson and would cost a third of the remux time).
     """
     started = time.perf_counter()
     stem = stem or f"room-{room.classroom_id}"
@@ -370,7 +377,7 @@ def remux_room(room: RoomLogs, out_dir: Path, *, faststart: bool = True,
 
     # --- peek: the first keyframe of each video track, the first frames' times
     video_tracks: list[tuple[TrackLogs, LoggedFrame]] = []
-    for track in room.video:
+    for track in room.video if video_files else []:
         key = next((f for f in _frames(track) if f.keyframe), None)
         if key is not None:
             video_tracks.append((track, key))
@@ -393,7 +400,8 @@ def remux_room(room: RoomLogs, out_dir: Path, *, faststart: bool = True,
     result = RoomRemux(
         classroom_id=room.classroom_id, files=[], offset_s=zero_us / _US, duration_s=0.0,
         end_s=zero_us / _US, video_codec=None, width=0, height=0,
-        parts=sum(len(t.parts) for t in room.video) + (len(room.audio.parts) if room.audio else 0),
+        parts=sum(len(t.parts) for t in room.video)
+        + (len(room.audio.parts) if room.audio else 0),
     )
 
     outputs: list[_Output] = []
@@ -413,7 +421,9 @@ def remux_room(room: RoomLogs, out_dir: Path, *, faststart: bool = True,
         if index == 0:
             result.video_codec = track.codec.split("/")[1]
             result.width, result.height = width, height
-    if room.audio is not None:
+    if audio_file is None:
+        audio_file = not video_tracks
+    if room.audio is not None and audio_file:
         output = _Output(out_dir / f"{stem}-audio.ogg", "ogg", False)
         output.audio_stream = _add_opus(output.container, channels)
         outputs.append(output)
@@ -455,7 +465,13 @@ def remux_room(room: RoomLogs, out_dir: Path, *, faststart: bool = True,
 class _Output:
     def __init__(self, path: Path, container: str, faststart: bool) -> None:
         self.path = path
-        options = {"movflags": "+faststart"} if container == "mp4" and faststart else {}
+        # faststart: moov in front (a second pass over the file at close), so browsers
+        # start playing and seek at once; without it: fragmented MP4, written in one pass
+        # (see docs/PERFORMANCE.md, "Finalisation", for what each costs)
+        options = {}
+        if container == "mp4":
+            options = {"movflags": "+faststart" if faststart
+                       else "+frag_keyframe+empty_moov+default_base_moof"}
         fmt = {"mp4": "mp4", "webm": "webm", "ogg": "ogg"}[container]
         self.container: av.container.OutputContainer = av.open(
             str(path), "w", format=fmt, options=options)
@@ -478,24 +494,26 @@ def _merged(room: RoomLogs, video_tracks: list[tuple[TrackLogs, LoggedFrame]], z
             channels: int, result: RoomRemux) -> Iterator[tuple[str, int, LoggedFrame, int]]:
     """All frames of the room in time order: (kind, video output index, frame, duration).
 
-    Hot path (every frame of the lesson): plain generators, no per-frame allocation beyond
-    the frame itself.
+    Hot path (every frame of the lesson): plain generators and heapq's C heap operations;
+    ties in time go video first (the sequence number keeps the sort off the frames).
     """
     sources: list[Iterator[tuple[int, int, str, int, LoggedFrame, int]]] = []
     for index, (track, _key) in enumerate(video_tracks):
-        sources.append(_tagged("video", index, _video_frames(track, result)))
+        sources.append(
+            (f.pts_us, seq, "video", index, f, d)
+            for seq, (f, d) in enumerate(_video_frames(track, result))
+        )
     if room.audio is not None:
-        sources.append(_tagged("audio", 0, _audio_frames(room.audio, zero_us, channels, result)))
-    for _pts, _order, kind, index, frame, duration in heapq.merge(*sources):
+        sources.append(
+            (f.pts_us, seq, "audio", 0, f, d)
+            for seq, (f, d) in enumerate(_audio_frames(room.audio, zero_us, channels, result))
+        )
+    if len(sources) == 1:
+        for _pts, _seq, kind, index, frame, duration in sources[0]:
+            yield kind, index, frame, duration
+        return
+    for _pts, _seq, kind, index, frame, duration in heapq.merge(*sources):
         yield kind, index, frame, duration
-
-
-def _tagged(kind: str, index: int, frames: Iterator[tuple[LoggedFrame, int]]
-            ) -> Iterator[tuple[int, int, str, int, LoggedFrame, int]]:
-    order = 0
-    for frame, duration in frames:
-        order += 1
-        yield frame.pts_us, order, kind, index, frame, duration
 
 
 def _video_frames(track: TrackLogs, result: RoomRemux) -> Iterator[tuple[LoggedFrame, int]]:
