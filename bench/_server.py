@@ -42,7 +42,22 @@ class ForwardTimer:
         self.leg: list[float] = []  # on_rtp entry -> one leg's write_rtp done (SRTP+sendto)
         self.packet: list[float] = []  # on_rtp entry -> every sink done
         self.lag: list[float] = []  # how late a 5 ms sleep wakes: queueing before on_rtp
+        # name -> [seconds, calls]: wall time inside a few calls of the forward path
+        self.costs: dict[str, list[float]] = {}
         self.profile: cProfile.Profile | None = None
+
+    def _costed(self, name: str, fn):  # type: ignore[no-untyped-def]
+        cost = self.costs.setdefault(name, [0.0, 0])
+        clock = time.perf_counter
+
+        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+            t0 = clock()
+            result = fn(*args, **kwargs)
+            cost[0] += clock() - t0
+            cost[1] += 1
+            return result
+
+        return wrapper
 
     def install(self) -> None:
         from signaling.publication import Publication
@@ -70,6 +85,24 @@ class ForwardTimer:
         Publication.on_rtp = timed_on_rtp  # type: ignore[method-assign]
         SubscriberLeg.write_rtp = timed_write_rtp  # type: ignore[method-assign]
 
+        # Synchronous pieces of the forward path, to size candidate optimisations.
+        import aiortc.rate
+        import pylibsrtp
+
+        import signaling.subscription
+
+        estimator = aiortc.rate.RemoteBitrateEstimator
+        estimator.add = self._costed("RemoteBitrateEstimator.add", estimator.add)
+        signaling.subscription.current_ntp_time = self._costed(
+            "current_ntp_time (subscription._send)", signaling.subscription.current_ntp_time)
+        pylibsrtp.Session.protect = self._costed("srtp protect", pylibsrtp.Session.protect)
+        pylibsrtp.Session.unprotect = self._costed("srtp unprotect",
+                                                   pylibsrtp.Session.unprotect)
+        from aiortc.rtp import RtpPacket
+
+        RtpPacket.parse = classmethod(  # type: ignore[method-assign]
+            self._costed("RtpPacket.parse", RtpPacket.parse.__func__))  # type: ignore[attr-defined]
+
     async def lag_probe(self) -> None:
         while True:
             t0 = time.perf_counter()
@@ -81,8 +114,13 @@ class ForwardTimer:
             "leg": _summary(self.leg),
             "packet": _summary(self.packet),
             "lag": _summary(self.lag),
+            "costs": {name: {"seconds": round(c[0], 4), "calls": int(c[1]),
+                             "us_per_call": round(c[0] / c[1] * 1e6, 2) if c[1] else 0}
+                      for name, c in self.costs.items()},
         }
         self.leg, self.packet, self.lag = [], [], []
+        for cost in self.costs.values():
+            cost[0], cost[1] = 0.0, 0
         return result
 
 

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp
 
-from bench._harness import PYTHON, TONGBU, Child, CpuWindow, machine, start_child
+from bench._harness import NICE, PYTHON, TONGBU, Child, CpuWindow, loadavg, machine, start_child
 from bench._peers import LightPeer, OfferingSubscriber, ProtocolPeer, encode_clip
 from tests.live_harness import Api, create_lesson, join_token
 
@@ -51,6 +51,7 @@ class Row:
     case: str
     subscribers: int
     server_cpu: float
+    server_sys: float
     publisher_cpu: float
     fps_mean: float
     fps_min: float
@@ -79,8 +80,8 @@ async def measure(case: str, server: Child, publisher: Child, peers: list[LightP
         kbps.append((video1.bytes - video0.bytes) * 8 / seconds / 1000)
         audio.append((audio1.packets - audio0.packets) / seconds)
     n = len(peers)
-    return Row(case, n, s_cpu, p_cpu, sum(fps) / n, min(fps), sum(kbps) / n,
-               sum(audio) / n, note)
+    return Row(case, n, s_cpu, server_cpu.system, p_cpu, sum(fps) / n, min(fps), sum(kbps) / n,
+               sum(audio) / n, f"load {loadavg()}" + (f"; {note}" if note else ""))
 
 
 async def run_ours(n: int, args: argparse.Namespace, work: Path) -> Row:
@@ -101,14 +102,14 @@ async def run_ours(n: int, args: argparse.Namespace, work: Path) -> Row:
                                           lesson.main_classroom_id)
             if args.publisher == "agent":
                 agent = await start_child(
-                    [TONGBU, "agent", "--server", base, "--token", main_token,
+                    [*NICE, TONGBU, "agent", "--server", base, "--token", main_token,
                      "--source", "testpattern", *video_args(args),
                      "--report", str(work / f"ours-{n}-agent.jsonl"),
                      "--report-interval", "5"],
                     work / f"ours-{n}-agent.log", wait_line=False)
             else:
                 agent = await start_child(
-                    [PYTHON, str(BENCH / "_publisher.py"), "tongbu", "--server", base,
+                    [*NICE, PYTHON, str(BENCH / "_publisher.py"), "tongbu", "--server", base,
                      "--token", main_token, *video_args(args), *clip_args(args)],
                     work / f"ours-{n}-publisher.log")
             tokens = [await join_token(api, lesson.lesson_id, "receiving", room)
@@ -124,7 +125,7 @@ async def run_ours(n: int, args: argparse.Namespace, work: Path) -> Row:
             live = await api.call("GET", f"/lessons/{lesson.lesson_id}/live")
             video = next((t for t in live["tracks"] if t["kind"] == "video"), None)
             if video is not None:
-                row.note = (f"publisher video in: {video['bitrate_kbps']:.0f} kbit/s, "
+                row.note += (f"; publisher video in: {video['bitrate_kbps']:.0f} kbit/s, "
                             f"{video['subscribers']} subscribers")
             return row
     finally:
@@ -145,10 +146,10 @@ async def run_relay(n: int, args: argparse.Namespace, work: Path) -> Row:
     peers: list[OfferingSubscriber] = []
     try:
         if args.publisher == "agent":
-            command = [PYTHON, str(BENCH / "_relay.py"), "publish", "--url", url,
+            command = [*NICE, PYTHON, str(BENCH / "_relay.py"), "publish", "--url", url,
                        *video_args(args)]
         else:
-            command = [PYTHON, str(BENCH / "_publisher.py"), "relay", "--url", url,
+            command = [*NICE, PYTHON, str(BENCH / "_publisher.py"), "relay", "--url", url,
                        *video_args(args), *clip_args(args)]
         publisher = await start_child(command, work / f"relay-{n}-publisher.log")
         async with aiohttp.ClientSession() as http:
@@ -176,7 +177,8 @@ def clip_args(args: argparse.Namespace) -> list[str]:
 
 
 def print_row(row: Row) -> None:
-    print(f"| {row.case} | {row.subscribers} | {row.server_cpu:.1f} | {row.publisher_cpu:.1f} "
+    print(f"| {row.case} | {row.subscribers} | {row.server_cpu:.1f} ({row.server_sys:.1f}) "
+          f"| {row.publisher_cpu:.1f} "
           f"| {row.fps_mean:.1f} / {row.fps_min:.1f} | {row.kbps_mean:.0f} "
           f"| {row.audio_pps:.0f} | {row.note} |", flush=True)
 
@@ -210,7 +212,7 @@ async def main() -> int:
         source = "tongbu agent test pattern (x264 ultrafast) + Opus tone"
     print(f"publisher: {args.width}x{args.height}@{args.fps} H.264, {source}; "
           f"warm-up {args.warmup:g} s, window {args.seconds:g} s; logs in {work}\n")
-    print("| case | subscribers | server CPU, % of one core | publisher CPU, % "
+    print("| case | subscribers | server CPU, % of one core (of which system) | publisher CPU, % "
           "| delivered fps mean / min | video kbit/s per subscriber | audio pkt/s | note |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |", flush=True)
     rows: list[Row] = []
@@ -224,9 +226,12 @@ async def main() -> int:
     for n in counts:
         ours = next((r for r in rows if r.case == "ours" and r.subscribers == n), None)
         relay = next((r for r in rows if r.case == "relay" and r.subscribers == n), None)
-        if ours and relay and ours.server_cpu > 0:
+        if ours and relay and ours.server_cpu > 0 and relay.fps_mean > 0:
+            # per delivered frame: the baseline saturates and delivers fewer frames
+            per_frame = (relay.server_cpu / relay.fps_mean) / (ours.server_cpu / ours.fps_mean)
             print(f"{n} subscribers: MediaRelay costs {relay.server_cpu / ours.server_cpu:.1f}x "
-                  f"our router's CPU ({relay.server_cpu:.1f}% vs {ours.server_cpu:.1f}%)")
+                  f"our router's CPU ({relay.server_cpu:.1f}% vs {ours.server_cpu:.1f}%), "
+                  f"{per_frame:.1f}x per frame delivered")
     at4 = [r for r in rows if r.subscribers == 4]
     ours4 = next((r for r in at4 if r.case == "ours"), None)
     relay4 = next((r for r in at4 if r.case == "relay"), None)

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp
 
-from bench._harness import PYTHON, Child, CpuWindow, machine, start_child
+from bench._harness import NICE, PYTHON, Child, CpuWindow, loadavg, machine, start_child
 from bench._peers import ProtocolPeer, encode_clip
 from signaling import protocol
 from tests.live_harness import Api, create_lesson, join_token
@@ -74,7 +74,7 @@ async def worker(args: argparse.Namespace) -> None:
                 video, audio = peer.totals("video"), peer.totals("audio")
                 snap.append({"role": role, "frames": video.frames, "bytes": video.bytes,
                              "audio": audio.packets,
-                             "errors": [str(e.code) for e in peer.errors]})
+                             "errors": [f"{e.code}: {e.message}" for e in peer.errors]})
             print(json.dumps(snap), flush=True)
         elif line.strip() == b"stop":
             break
@@ -90,14 +90,17 @@ async def worker(args: argparse.Namespace) -> None:
 class Row:
     lessons: int
     server_cpu: float
+    server_sys: float
     leg: dict[str, float]
     packet: dict[str, float]
     lag: dict[str, float]
     main_in_fps: float  # what the main room receives from each receiving room, mean
-    room_in_fps: float  # what a receiving room receives of the main room (+ stage), mean
+    room_in_fps: float  # a receiving room's video in: main (30) + stage room (15), mean
     room_in_kbps: float
     errors: list[str]
     load: str
+    rooms_cpu: float
+    costs: dict[str, dict[str, float]]
 
 
 def free_port() -> int:
@@ -139,7 +142,7 @@ async def run(k: int, args: argparse.Namespace, work: Path, profile: bool) -> Ro
                                   for room in lesson.receiving_classroom_ids],
                 }
                 worker_child = await start_child(
-                    [PYTHON, str(BENCH / "lessons.py"), "--worker", "--server", base,
+                    [*NICE, PYTHON, str(BENCH / "lessons.py"), "--worker", "--server", base,
                      "--tokens", json.dumps(tokens), "--cache", str(args.cache),
                      *([] if args.stage else ["--no-stage"])],
                     work / f"k{k}-worker{i}.log", stdin=True)
@@ -149,8 +152,10 @@ async def run(k: int, args: argparse.Namespace, work: Path, profile: bool) -> Ro
             async with http.get(f"{base}/bench/stats") as response:
                 await response.json()  # reset the samples
             cpu = CpuWindow(server.pid)
+            generators = [CpuWindow(w.pid) for w in workers]
             await asyncio.sleep(args.seconds)
             server_cpu = cpu.percent()
+            rooms_cpu = sum(g.percent() for g in generators)
             load = loadavg()
             async with http.get(f"{base}/bench/stats") as response:
                 stats = await response.json()
@@ -183,14 +188,10 @@ async def run(k: int, args: argparse.Namespace, work: Path, profile: bool) -> Ro
             else:
                 room_fps.append(fps)
                 room_kbps.append(kbps)
-    return Row(k, server_cpu, stats["leg"], stats["packet"], stats["lag"],
+    return Row(k, server_cpu, cpu.system, stats["leg"], stats["packet"], stats["lag"],
                sum(main_fps) / len(main_fps), sum(room_fps) / len(room_fps),
-               sum(room_kbps) / len(room_kbps), errors, load)
-
-
-def loadavg() -> str:
-    with open("/proc/loadavg", encoding="ascii") as f:
-        return f.read().split()[0]
+               sum(room_kbps) / len(room_kbps), errors, load, rooms_cpu,
+               stats["costs"])
 
 
 def fmt(summary: dict[str, float]) -> str:
@@ -210,20 +211,39 @@ async def main(args: argparse.Namespace) -> int:
           f"{ROOM_VIDEO[2]} clip {room_clip.kbps:.0f} kbit/s; Opus silence 50 pkt/s each; "
           f"stage: {'room 1' if args.stage else 'none'}; warm-up {args.warmup:g} s, "
           f"window {args.seconds:g} s; logs in {work}\n")
-    print("| lessons | server CPU, % of one core | per lesson | leg latency p50 / p99 ms "
+    print("| lessons | server CPU, % of one core (of which system) | per lesson "
+          "| leg latency p50 / p99 ms "
           "| packet (all sinks) p50 / p99 ms | loop lag p50 / p99 ms | legs timed "
-          "| main gets, fps per room | room gets, fps | room gets, kbit/s | errors | box load |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+          "| main gets, fps per room | room gets, fps | room gets, kbit/s | errors "
+          "| light rooms' CPU, % | box load |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+          "| ---: |",
           flush=True)
     rows = []
     for k in counts:
         row = await run(k, args, work, args.profile and k == counts[-1])
         rows.append(row)
-        print(f"| {k} | {row.server_cpu:.1f} | {row.server_cpu / k:.1f} | {fmt(row.leg)} "
+        print(f"| {k} | {row.server_cpu:.1f} ({row.server_sys:.1f}) "
+              f"| {row.server_cpu / k:.1f} | {fmt(row.leg)} "
               f"| {fmt(row.packet)} | {fmt(row.lag)} | {row.leg.get('n', 0)} "
               f"| {row.main_in_fps:.1f} | {row.room_in_fps:.1f} | {row.room_in_kbps:.0f} "
-              f"| {len(row.errors)} {','.join(sorted(set(row.errors)))} | {row.load} |", flush=True)
+              f"| {len(row.errors)} | {row.rooms_cpu:.0f} | {row.load} |", flush=True)
+    print("\nserver CPU per forwarded packet (all costs: receive, forward, RTCP, signaling), "
+          "and time inside single calls of the forward path, over the window:\n")
+    print("| lessons | server CPU µs per leg packet | call | µs per call | calls/s "
+          "| % of one core |")
+    print("| ---: | ---: | --- | ---: | ---: | ---: |")
+    for row in rows:
+        legs = row.leg.get("n", 0)
+        per_leg = row.server_cpu / 100 * args.seconds / legs * 1e6 if legs else 0.0
+        for name, cost in row.costs.items():
+            print(f"| {row.lessons} | {per_leg:.0f} | {name} | {cost['us_per_call']:.1f} "
+                  f"| {cost['calls'] / args.seconds:.0f} "
+                  f"| {100 * cost['seconds'] / args.seconds:.1f} |")
     print()
+    for row in rows:
+        for error in sorted(set(row.errors)):
+            print(f"K={row.lessons}: a room was told `{error}`")
     for row in rows:
         ok = row.leg.get("n") and row.leg["p99_ms"] < 5
         print(f"K={row.lessons}: leg p99 {row.leg.get('p99_ms', '-')} ms, max "
