@@ -388,7 +388,7 @@ class Broadcasts:
 
     async def lesson_ended(self, lesson: LiveLesson, reason: str) -> None:
         broadcaster = self.live.pop(lesson.lesson_id, None)
-        if broadcaster is not None and broadcaster.lesson is lesson:
+        if broadcaster is not None:
             await broadcaster.finish(ended=True)
             self.ended[lesson.lesson_id] = broadcaster.state()
 
