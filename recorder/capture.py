@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from aiortc.rtp import RtpPacket
 
 from recorder.clock import RoomClock, TrackClock
-from recorder.depacketize import FrameAssembler, frame_size
+from recorder.depacketize import AssembledFrame, FrameAssembler, frame_size
 from recorder.packetlog import PacketLogWriter, TrackMeta
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SYNC_INTERVAL = 0.5  # s between fsyncs: a power cut loses at most about this much
+ANCHOR_HOLD = 1.2  # s a track's first frames wait for its first SR (see recorder/clock.py)
 LOG_NAME = re.compile(r"^(?P<classroom>\d+)-(?P<kind>audio|video)\.(?P<part>\d{3,})\.tbl$")
 
 
@@ -89,6 +90,8 @@ class TrackRecorder:
         )
         self.writer: PacketLogWriter | None = None
         self.ended = False
+        self._held: list[AssembledFrame] = []  # first frames, until the clock is anchored
+        self._hold_started: float | None = None
         self._waits_seen = self.assembler.counters.keyframe_waits
         self._lost_seen = 0
         self._dropped_seen = 0
@@ -140,13 +143,36 @@ class TrackRecorder:
         sr = None
         if report is not None:
             sr = (report.ntp, report.rtp, now - (time.monotonic() - report.received_at))
+        clock = self.clock
+        if not clock.anchored:
+            # Hold a track's first frames for ANCHOR_HOLD: its first pts must not inherit
+            # the lateness of a start-up burst (see recorder/clock.py).
+            for frame in frames:
+                clock.observe_arrival(frame.rtp_timestamp, now)
+                self._held.append(frame)
+            if sr is not None:
+                clock.observe_sender_report(*sr)
+            if now - self._held_since(now) < ANCHOR_HOLD:
+                return
+            frames, self._held = self._held, []
+            for frame in frames:
+                self._append(frame, clock.to_lesson_us(frame.rtp_timestamp, None, sr))
+            return
         for frame in frames:
-            pts_us = self.clock.to_lesson_us(frame.rtp_timestamp, now, sr)
-            if self.writer is None:
-                self.writer = self.lesson.open_log(self, frame.data if frame.keyframe else None)
-            self.writer.append(pts_us, frame.keyframe, frame.data)
-            counters.frames += 1
-            counters.bytes += len(frame.data)
+            self._append(frame, clock.to_lesson_us(frame.rtp_timestamp, now, sr))
+
+    def _held_since(self, now: float) -> float:
+        if self._hold_started is None:
+            self._hold_started = now
+        return self._hold_started
+
+    def _append(self, frame: AssembledFrame, pts_us: int) -> None:
+        if self.writer is None:
+            self.writer = self.lesson.open_log(self, frame.data if frame.keyframe else None)
+        self.writer.append(pts_us, frame.keyframe, frame.data)
+        counters = self.lesson.counters
+        counters.frames += 1
+        counters.bytes += len(frame.data)
 
     def _failed(self, exc: Exception) -> None:
         self.lesson.counters.errors += 1
@@ -167,6 +193,12 @@ class TrackRecorder:
             return
         self.ended = True
         self.publication.unsubscribe(self)
+        try:  # frames held for the anchor, or behind a hole that will never be filled now
+            for frame in [*self._held, *self.assembler.flush()]:
+                self._append(frame, self.clock.to_lesson_us(frame.rtp_timestamp))
+            self._held = []
+        except Exception as exc:
+            self._failed(exc)
         writer, self.writer = self.writer, None
         if writer is not None:
             self.lesson.close_later(writer)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
 SLEW = 0.05  # correction per unit of media time: 50 ms per second at most
 MAX_SR_DISAGREEMENT = 5.0  # s: an SR that far from arrival time is ignored (garbage)
+WINDOW = 10.0  # s of media over which the minimum observed offset is taken
 
 
 def ntp_to_unix(ntp: int) -> float:
@@ -75,23 +76,52 @@ class RoomClock:
 
 
 class TrackClock:
-    """Maps one track's RTP timestamps to lesson time (µs), monotonic per track."""
+    """Maps one track's RTP timestamps to lesson time (µs), monotonic per track.
+
+    Every arrival and every SR is an upper bound on when a timestamp was captured (on the
+    server's clock): `observed − ts / rate` can only be too late (queueing, a start-up
+    burst, a keyframe's size), never too early. So the mapping's offset is the minimum
+    of those observations, over a sliding window of `WINDOW` s of media so that it
+    follows a publisher whose RTP clock drifts or stalls. Changes after the first stamp
+    are slewed, never stepped.
+    """
 
     def __init__(self, clock_rate: int, origin_unix: float, room: RoomClock | None = None) -> None:
         self.clock_rate = clock_rate
         self.origin_unix = origin_unix
         self.room = room if room is not None else RoomClock()
         self._unwrap = TimestampUnwrapper()
-        # unix(ts_ext) = base_unix + (ts_ext - base_ts) / rate + correction
-        self._base_ts: int | None = None
-        self._base_unix = 0.0
-        self._correction = 0.0  # s, applied so far
-        self._target = 0.0  # s, where the SR says the correction should be
+        # unix(ts_ext) = ts_ext / rate + correction
+        self._target: float | None = None  # offset the observations call for
+        self._correction = 0.0  # offset in use (slewed toward the target)
+        self._window_min: float | None = None
+        self._window_start: int | None = None
         self._last_ts: int | None = None
         self._last_us: int | None = None
-        self._sr_seen: tuple[int, int] | None = None  # (ntp, rtp) of the last SR used
-        self.synced = False  # mapped through an SR at least once
+        self._sr_seen: tuple[int, int] | None = None
+        self.synced = False  # an SR has been used
         self.slews = 0
+
+    @property
+    def anchored(self) -> bool:
+        """Has a frame been stamped yet?"""
+        return self._last_us is not None
+
+    def observe_arrival(self, rtp_timestamp: int, arrival_unix: float) -> None:
+        ts = self._unwrap.unwrap(rtp_timestamp)
+        self._note(arrival_unix - ts / self.clock_rate, ts)
+
+    def observe_sender_report(self, ntp: int, rtp: int, received_unix: float) -> None:
+        if (ntp, rtp) == self._sr_seen:
+            return
+        self._sr_seen = (ntp, rtp)
+        offset = self.room.observe_sr(ntp, received_unix)
+        ts = self._unwrap.relative(rtp)
+        observed = ntp_to_unix(ntp) + offset - ts / self.clock_rate
+        if self._target is not None and abs(observed - self._target) > MAX_SR_DISAGREEMENT:
+            return  # a garbage SR
+        self.synced = True
+        self._note(observed, None)
 
     def to_lesson_us(
         self,
@@ -100,41 +130,44 @@ class TrackClock:
         sender_report: tuple[int, int, float] | None = None,
     ) -> int:
         """Lesson time of a frame. `sender_report` is (ntp, rtp, received_unix) of the
-        publisher's latest SR, if any; `arrival_unix` defaults to now."""
+        publisher's latest SR, if any; `arrival_unix` is when the frame arrived."""
+        if arrival_unix is not None or self._target is None:
+            self.observe_arrival(
+                rtp_timestamp, time.time() if arrival_unix is None else arrival_unix
+            )
+        if sender_report is not None:
+            self.observe_sender_report(*sender_report)
         ts = self._unwrap.unwrap(rtp_timestamp)
-        if self._base_ts is None:
-            self._base_ts = ts
-            self._base_unix = time.time() if arrival_unix is None else arrival_unix
-            self._last_ts = ts
-        if sender_report is not None and sender_report[:2] != self._sr_seen:
-            self._take_sr(sender_report, ts)
-        # slew the correction toward its target, in proportion to media time elapsed
-        advanced = max(0, ts - (self._last_ts if self._last_ts is not None else ts))
-        if self._correction != self._target:
-            step = SLEW * advanced / self.clock_rate
+        assert self._target is not None
+        if self._last_ts is None:
+            self._correction = self._target
+        elif self._correction != self._target:
+            # slew in proportion to media time elapsed, so pts stay evenly spaced
+            step = SLEW * max(0, ts - self._last_ts) / self.clock_rate
             gap = self._target - self._correction
             self._correction += max(-step, min(step, gap))
         self._last_ts = ts
-        unix = self._base_unix + (ts - self._base_ts) / self.clock_rate + self._correction
-        us = round((unix - self.origin_unix) * 1_000_000)
+        us = round((ts / self.clock_rate + self._correction - self.origin_unix) * 1_000_000)
         if self._last_us is not None and us <= self._last_us:
             us = self._last_us + 1
         self._last_us = us
         return us
 
-    def _take_sr(self, report: tuple[int, int, float], ts_now: int) -> None:
-        ntp, rtp, received_unix = report
-        self._sr_seen = (ntp, rtp)
-        offset = self.room.observe_sr(ntp, received_unix)
-        sr_ts = self._unwrap.relative(rtp)
-        # where the SR puts this frame on the server's clock
-        sr_unix = ntp_to_unix(ntp) + offset + (ts_now - sr_ts) / self.clock_rate
-        base_unix = self._base_unix + (ts_now - self._base_ts) / self.clock_rate  # type: ignore[operator]
-        target = sr_unix - base_unix
-        if abs(target) > MAX_SR_DISAGREEMENT:
+    def _note(self, observed: float, ts: int | None) -> None:
+        if self._window_min is None or observed < self._window_min:
+            self._window_min = observed
+        if self._target is None or observed < self._target:
+            if self._target is not None and self._last_us is not None:
+                self.slews += 1
+            self._target = observed
+        if ts is None:
             return
-        if not self.synced:
-            self.synced = True
-        if target != self._target:
-            self.slews += 1
-        self._target = target
+        if self._window_start is None:
+            self._window_start = ts
+        elif ts - self._window_start > WINDOW * self.clock_rate:
+            # a new window: the target may now move later too (drift, a stalled sender)
+            if self._window_min > self._target:
+                self.slews += 1
+            self._target = self._window_min
+            self._window_min = None
+            self._window_start = ts

@@ -167,6 +167,14 @@ class FrameAssembler:
                 self._give_up_hole(out)
         return out
 
+    def flush(self) -> list[AssembledFrame]:
+        """The stream ended: give up on any hole and return the whole frames held behind
+        it (a frame still waiting for its marker is dropped)."""
+        out: list[AssembledFrame] = []
+        while self._pending:
+            self._give_up_hole(out)
+        return out
+
     # -------------------------------------------------------------- internals
 
     def _extend(self, seq: int) -> int:
