@@ -13,8 +13,10 @@ Pipeline, per output frame at lesson time t = k / fps (the hot path):
   change since the previous output frame is not painted again;
 - tiles are painted into one persistent I420 canvas (no BGR anywhere), labels are blended
   into the planes from masks drawn once per lesson;
-- the canvas goes to libx264 (veryfast, yuv420p, a keyframe every 2 s) and the MP4 is
-  written with +faststart.
+- the canvas goes to libx264 (`superfast`, yuv420p, a keyframe every 2 s) and the MP4 is
+  written with +faststart. x264 is over half of the cost: `veryfast` takes ~40% more CPU
+  and misses 4x real time on one core with camera-like content, `ultrafast` saves ~45%
+  of x264's time but needs ~1.7x the bits for the same picture (docs/PERFORMANCE.md).
 Audio: every classroom's Opus is decoded, resampled to 48 kHz mono, placed on the lesson
 clock by its timestamps (so gaps stay silent), summed with 6 dB of headroom, soft-clipped
 and encoded as AAC into the same MP4, in steps of one video frame so memory stays bounded
@@ -65,6 +67,7 @@ logger = logging.getLogger(__name__)
 AUDIO_RATE = 48000
 KEYFRAME_INTERVAL_S = 2.0
 DEFAULT_VIDEO_BITRATE = 1_500_000
+DEFAULT_PRESET = "superfast"
 AUDIO_BITRATE = 96_000
 HOLD_S = 1.0  # a frame older than this means the room's picture stopped: placeholder
 MIX_HEADROOM = 0.5  # -6 dB before the soft clip
@@ -312,6 +315,7 @@ class _Canvas:
 
     def __init__(self, width: int, height: int, *, as_frame: bool = False) -> None:
         self.width, self.height = width, height
+        self._overlays: dict[tuple[int, int, int, bool], tuple] = {}
         self.frame: av.VideoFrame | None = None
         if as_frame:
             self.frame = av.VideoFrame(width, height, "yuv420p")
@@ -346,28 +350,40 @@ class _Canvas:
 
     def text(self, x: int, y: int, mask: np.ndarray, *, box: bool) -> None:
         """Blend white text (an alpha mask) at (x, y); with `box`, on a darkened box so it
-        reads on any picture. Clipped to the canvas. Per frame, but only label-sized."""
+        reads on any picture. Clipped to the canvas. Per painted tile: the blend weights
+        are computed once per place and label, then it is one multiply-add."""
+        key = (x, y, id(mask), box)
+        overlay = self._overlays.get(key)
+        if overlay is None:
+            overlay = self._overlays[key] = self._overlay(x, y, mask, box)
+        if overlay is None:
+            return
+        x0, y0, x1, y1, keep, add = overlay
+        region = self.y[y0:y1, x0:x1]
+        region[:] = region * keep + add
+        if box:
+            for plane in (self.u, self.v):
+                c = plane[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2]
+                c[:] = (c >> 1) + 64  # halfway to grey
+
+    def _overlay(
+        self, x: int, y: int, mask: np.ndarray, box: bool
+    ) -> tuple[int, int, int, int, np.ndarray, np.ndarray] | None:
         pad = 4 if box else 0
         x0, y0 = max(0, (x - pad) & ~1), max(0, (y - pad) & ~1)
         x1 = min(self.width, (x + mask.shape[1] + pad + 1) & ~1)
         y1 = min(self.height, (y + mask.shape[0] + pad + 1) & ~1)
         if x1 <= x0 or y1 <= y0:
-            return
+            return None
         alpha = np.zeros((y1 - y0, x1 - x0), dtype=np.float32)
         mx, my = x - x0, y - y0
         mh = min(mask.shape[0], alpha.shape[0] - my)
         mw = min(mask.shape[1], alpha.shape[1] - mx)
         if mh <= 0 or mw <= 0:
-            return
+            return None
         alpha[my : my + mh, mx : mx + mw] = mask[:mh, :mw]
-        region = self.y[y0:y1, x0:x1].astype(np.float32)
-        if box:
-            region *= 0.35
-            for plane in (self.u, self.v):
-                c = plane[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2]
-                c[:] = (c.astype(np.int16) + 128) // 2
-        region += (Y_TEXT - region) * alpha
-        self.y[y0:y1, x0:x1] = region.astype(np.uint8)
+        keep = (0.35 if box else 1.0) * (1.0 - alpha)
+        return x0, y0, x1, y1, keep, Y_TEXT * alpha
 
 
 def _label_image(
@@ -618,7 +634,7 @@ def render_composite(
     fps: int = 15,
     video_bitrate: int = DEFAULT_VIDEO_BITRATE,
     threads: int = 1,
-    preset: str = "veryfast",
+    preset: str = DEFAULT_PRESET,
     hold_s: float = HOLD_S,
     label_backend: str | None = None,
 ) -> CompositeStats:
