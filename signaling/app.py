@@ -40,6 +40,10 @@ def create_app(settings: Settings) -> web.Application:
 
     setup_signaling(app)
 
+    from recorder.broadcast import setup_broadcast
+
+    setup_broadcast(app)
+
     from web.pages import setup_pages
 
     setup_pages(app)

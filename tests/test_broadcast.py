@@ -24,28 +24,13 @@ import numpy as np
 import pytest
 
 from classroom.agent.testpattern import read_pattern_frame
-from recorder.broadcast import BROADCASTS, setup_broadcast
+from recorder.broadcast import BROADCASTS
 from recorder.hls_live import LivePlaylist, Segment, continue_counters, mux_segment
-from signaling.app import create_app
-from tests import live_harness
 from tests.live_harness import Api, join_token, running_server, start_agent, stop_all, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
 LISTEN_SECONDS = 14.0
-
-
-def _with_broadcast(settings):  # type: ignore[no-untyped-def]
-    """create_app, plus the broadcaster if create_app does not set it up yet."""
-    app = create_app(settings)
-    if BROADCASTS not in app:
-        setup_broadcast(app)
-    return app
-
-
-@pytest.fixture(autouse=True)
-def broadcasting_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(live_harness, "create_app", _with_broadcast)
 
 
 @dataclass
