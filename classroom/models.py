@@ -372,7 +372,7 @@ class RecordingFile(Base):
     key: Mapped[str] = mapped_column(sa.String(500), unique=True)  # the storage key
     size: Mapped[int] = mapped_column(sa.BigInteger)
     sha256: Mapped[str] = mapped_column(sa.String(64))
-    mime: Mapped[str] = mapped_column(sa.String(100))
+    mime: Mapped[str] = mapped_column(sa.String(200))  # may carry codecs="..."
     duration_s: Mapped[float | None] = mapped_column(sa.Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
