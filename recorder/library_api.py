@@ -334,6 +334,47 @@ async def export_reviews(call: Call) -> web.Response:
 # ------------------------------------------------------------------- playback
 
 
+_URI_ATTR = re.compile(r'URI="([^"]+)"')
+
+
+def rewrite_playlist(text: str, playlist_key: str, url_of_key: dict[str, str]) -> str:
+    """Point an HLS playlist's relative segment URIs at their library file URLs.
+
+    Segments are library files with ids of their own, so "seg-001.m4s" next to the
+    playlist would not resolve; each one becomes /api/v1/library/{id}/files/{file_id},
+    which checks rights and audits like any other file. Unknown URIs are left alone.
+    """
+    folder = playlist_key.rsplit("/", 1)[0]
+
+    def resolve(uri: str) -> str:
+        if "://" in uri or uri.startswith("/"):
+            return uri
+        parts: list[str] = folder.split("/")
+        for piece in uri.split("?")[0].split("/"):
+            if piece == "..":
+                parts = parts[:-1]
+            elif piece not in ("", "."):
+                parts.append(piece)
+        return url_of_key.get("/".join(parts), uri)
+
+    lines = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            line = resolve(stripped)
+        elif stripped.startswith("#") and 'URI="' in stripped:
+            line = _URI_ATTR.sub(lambda m: f'URI="{resolve(m[1])}"', line)
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+async def _playlist(storage: Storage, rec: Recording, f: RecordingFile) -> bytes:
+    size = (await storage.stat(f.key)).size
+    text = b"".join([c async for c in storage.open_range(f.key, 0, size)]).decode()
+    urls = {x.key: file_url(rec.id, x.id) for x in rec.files}
+    return rewrite_playlist(text, f.key, urls).encode()
+
+
 class RangeNotSatisfiable(Exception):
     pass
 
@@ -386,6 +427,19 @@ async def play_file(call: Call) -> web.StreamResponse:
             "lesson_id": rec.lesson_id,
             "backend": storage.name,
         }
+        if f.role == RecordingFileRole.HLS_PLAYLIST:
+            try:
+                body = await _playlist(storage, rec, f)
+            except ObjectNotFound:
+                raise ApiError(
+                    404, ErrorCode.STORAGE_MISSING, f"file {f.id} is missing from storage"
+                ) from None
+            await audit.record(
+                db, call.user or ANONYMOUS, action, f"recording:{rec.id}", detail, call.remote
+            )
+            return web.Response(
+                body=body, content_type=f.mime.split(";")[0], headers={"Cache-Control": "no-cache"}
+            )
         url = await storage.presigned_url(f.key, PRESIGNED_TTL_S, mime=f.mime)
         if url is not None:
             await audit.record(

@@ -626,3 +626,41 @@ async def test_playback_streams_ranges_and_every_access_is_audited(
     denied = await events(app_client, "recording.denied")
     assert [e.detail["action"] for e in denied] == ["recording.play", "recording.play"]
     assert (await app_client.get(f"{API}/library/{public.id}/files/{file_id}")).status == 404
+
+
+async def test_an_hls_playlist_points_at_its_segments_through_the_library(
+    lib: Library, app_client: TestClient
+) -> None:
+    lesson = await lib.lesson(kind="famous_school")
+    final = lib.tmp / "hls-final"
+    (final / "hls" / "composite").mkdir(parents=True)
+    (final / "hls" / "composite" / "init.mp4").write_bytes(b"init")
+    (final / "hls" / "composite" / "seg-0.m4s").write_bytes(b"segment zero")
+    (final / "hls" / "composite" / "index.m3u8").write_text(
+        '#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-MAP:URI="init.mp4"\n#EXTINF:2.0,\nseg-0.m4s\n'
+        "#EXT-X-ENDLIST\n"
+    )
+    manifest = {
+        "files": [
+            {"path": "hls/composite/index.m3u8", "role": "hls_playlist"},
+            {"path": "hls/composite/init.mp4", "role": "hls_segment"},
+            {"path": "hls/composite/seg-0.m4s", "role": "hls_segment"},
+        ],
+        "duration_s": 2.0,
+    }
+    async with app_client.app[DB]() as db:
+        rec = await library.register_recording(
+            db, app_client.app[STORAGE], lesson_id=lesson["id"], final_dir=final, manifest=manifest
+        )
+    by_name = {f.key.rsplit("/", 1)[-1]: f for f in rec.files}
+    playlist_url = f"{API}/library/{rec.id}/files/{by_name['index.m3u8'].id}"
+    response = await app_client.get(playlist_url)
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("application/vnd.apple.mpegurl")
+    text = await response.text()
+    segment_url = f"{API}/library/{rec.id}/files/{by_name['seg-0.m4s'].id}"
+    assert f'#EXT-X-MAP:URI="{API}/library/{rec.id}/files/{by_name["init.mp4"].id}"' in text
+    assert segment_url in text.splitlines()
+    segment = await app_client.get(segment_url)
+    assert await segment.read() == b"segment zero"
+    assert len(await events(app_client, "recording.play")) == 2
