@@ -30,7 +30,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
 from aiohttp import web
 from aiortc.rtp import RtpPacket
 
@@ -46,6 +45,7 @@ from recorder.hls_live import (
     OpusToAac,
 )
 from signaling.live_lesson import LiveLesson
+from signaling.live_state import BroadcastState
 from signaling.publication import Publication
 
 logger = logging.getLogger(__name__)
@@ -61,29 +61,6 @@ STALLED_AFTER = 3.0  # segment targets without a new segment: state "stalled"
 
 def live_path(lesson_id: int, name: str = PLAYLIST_NAME) -> str:
     return f"/live/{lesson_id}/{name}"
-
-
-class BroadcastState(msgspec.Struct, kw_only=True):
-    """A lesson's live broadcast, for the live-state API and the broadcast page."""
-
-    lesson_id: int
-    # waiting: no segment yet; live; stalled: no new segment for 3 targets (teacher's
-    # camera muted or link down); unsupported_codec: the teacher publishes VP8; ended.
-    state: str
-    playlist_url: str
-    public: bool  # anonymous viewers may watch (famous_school); else any signed-in user
-    source_classroom_id: int
-    video_codec: str | None = None
-    audio_transcoded: bool = False  # the teacher's Opus → AAC (the one transcode)
-    segment_target_s: float = DEFAULT_SEGMENT_TARGET
-    segments: int = 0  # written since the broadcast started
-    media_sequence: int = 0  # first segment in the live playlist
-    last_segment_age_s: float | None = None
-    # server clock: last frame of the newest segment → playlist listing it
-    listing_delay_s: float | None = None
-    keyframe_requests: int = 0
-    discontinuities: int = 0
-    reason: str | None = None
 
 
 def is_public(kind: str, broadcast: bool) -> bool:
@@ -443,6 +420,9 @@ def setup_broadcast(
     )
     app[BROADCASTS] = broadcasts
     registry = app[REGISTRY]
+    registry.snapshot_hooks.append(
+        lambda state: setattr(state, "broadcast", broadcasts.state(state.lesson_id))
+    )
     registry.on_lesson_created.append(broadcasts.lesson_created)
     registry.on_lesson_ended.append(broadcasts.lesson_ended)
 

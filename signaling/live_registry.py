@@ -31,6 +31,8 @@ class LiveLessonRegistry:
         self.on_lesson_created: list[Callable[[LiveLesson], None]] = []
         # Awaited after a lesson ended and its rooms were closed (the recorder finalises).
         self.on_lesson_ended: list[Callable[[LiveLesson, str], Awaitable[None]]] = []
+        # Add what other parts know about a live lesson (the broadcast) to its snapshot.
+        self.snapshot_hooks: list[Callable[[LiveLessonState], None]] = []
 
     async def attach(self, roster: LessonRoster, session: SignalingSession) -> LiveLesson:
         """Add a session to its lesson; the same classroom joining again replaces the old."""
@@ -81,7 +83,12 @@ class LiveLessonRegistry:
 
     def snapshot(self, lesson_id: int) -> LiveLessonState | None:
         lesson = self.lessons.get(lesson_id)
-        return lesson.snapshot() if lesson is not None else None
+        if lesson is None:
+            return None
+        state = lesson.snapshot()
+        for hook in self.snapshot_hooks:
+            hook(state)
+        return state
 
     async def end_lesson(self, lesson_id: int, reason: str) -> None:
         """Tell every room the lesson is over and close their connections."""

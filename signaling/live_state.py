@@ -60,6 +60,29 @@ class ForwardingCounters(msgspec.Struct, kw_only=True):
     transcodes: int = 0
 
 
+class BroadcastState(msgspec.Struct, kw_only=True):
+    """A lesson's live broadcast, for the live-state API and the broadcast page."""
+
+    lesson_id: int
+    # waiting: no segment yet; live; stalled: no new segment for 3 targets (teacher's
+    # camera muted or link down); unsupported_codec: the teacher publishes VP8; ended.
+    state: str
+    playlist_url: str
+    public: bool  # anonymous viewers may watch (famous_school); else any signed-in user
+    source_classroom_id: int
+    video_codec: str | None = None
+    audio_transcoded: bool = False  # the teacher's Opus → AAC (the one transcode)
+    segment_target_s: float = 2.0
+    segments: int = 0  # written since the broadcast started
+    media_sequence: int = 0  # first segment in the live playlist
+    last_segment_age_s: float | None = None
+    # server clock: last frame of the newest segment → playlist listing it
+    listing_delay_s: float | None = None
+    keyframe_requests: int = 0
+    discontinuities: int = 0
+    reason: str | None = None
+
+
 class LiveLessonState(msgspec.Struct, kw_only=True):
     lesson_id: int
     state: str
@@ -68,3 +91,5 @@ class LiveLessonState(msgspec.Struct, kw_only=True):
     watchers: int = 0
     tracks: list[TrackState] = msgspec.field(default_factory=list)
     forwarding: ForwardingCounters = msgspec.field(default_factory=ForwardingCounters)
+    # Set when the lesson is broadcast as live HLS (recorder/broadcast.py fills it in).
+    broadcast: BroadcastState | None = None

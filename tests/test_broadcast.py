@@ -285,6 +285,9 @@ async def test_famous_school_lesson_is_watched_live_over_plain_http(tmp_path: Pa
                 assert state.public and state.audio_transcoded and state.keyframe_requests > 0
                 assert state.video_codec is not None and state.video_codec.lower() == "video/h264"
                 print(f"broadcast state: {state}")
+                live = await server.api.call("GET", f"/lessons/{lid}/live")
+                assert live["broadcast"]["state"] == "live"
+                assert live["broadcast"]["playlist_url"].endswith(f"/live/{lid}/index.m3u8")
 
                 # Only broadcast lessons have a playlist; a non-public one needs a user.
                 async with anonymous.get(
