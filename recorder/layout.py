@@ -37,6 +37,7 @@ Role = Literal["main", "receiving"]
 Size = tuple[int, int]
 
 DEFAULT_SIZE: Size = (1280, 720)
+MAIN_NAME = "主讲教室"
 _ASPECT = 16 / 9  # tiles are 16:9; a source of another aspect is letterboxed inside its tile
 
 
@@ -155,7 +156,8 @@ def _tiles(rooms: list[RoomMedia], state: _State, size: Size) -> tuple[Tile, ...
         room: RoomMedia | None, x: float, y: float, w: float, h: float, staged: bool = False
     ) -> Tile:
         if room is None:
-            return Tile(None, _at(x), _at(y), _even(w), _even(h), "main", "", False)
+            # no main room in the lesson's media: its place stays, as a placeholder
+            return Tile(None, _at(x), _at(y), _even(w), _even(h), "main", MAIN_NAME, False)
         return Tile(
             room.classroom_id,
             _at(x),

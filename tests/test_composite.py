@@ -371,6 +371,30 @@ def test_missing_and_broken_media_give_placeholders(tmp_path: Path) -> None:
     assert shown == {11: "room 11", 21: "placeholder", 22: "placeholder", 23: "placeholder"}
 
 
+def test_damaged_packets_are_skipped_and_the_render_goes_on(tmp_path: Path) -> None:
+    room = write_room_file(Recording(21, "receiving", "一小", 1, 500.0, "h264", 0.0, 4.0), tmp_path)
+    data = bytearray(room.video.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 3000] = bytes((i * 7919) & 0xFF for i in range(3000))
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    rooms = [RoomMedia(21, "receiving", "一小", 1, damaged, damaged, 0.0)]  # no teacher
+    out = tmp_path / "out.mp4"
+    stats = render_composite(rooms, [], 4.0, out, size=(640, 360))
+    assert stats.frames == 60 and stats.decoded_frames[21] > 30 and stats.corrupt_packets >= 1
+    info, errors = ffprobe(out)
+    assert errors == "" and abs(float(info["format"]["duration"]) - 4.0) < 0.2
+    tiles = layout_at(0.5, rooms, [], size=(640, 360))
+    assert tiles[0].classroom_id is None and tiles[0].name == "主讲教室"
+    with av.open(str(out)) as container:
+        frame = next(f for i, f in enumerate(container.decode(video=0)) if i == 6)
+    lesson = {
+        "luma": {6: frame.to_ndarray(format="gray")},
+        "bgr": {6: frame.to_ndarray(format="bgr24")},
+    }
+    assert [what_tile_shows(lesson, 0.4, t) for t in tiles] == ["placeholder", "room 21"]
+
+
 def test_teacher_alone_fills_the_frame(tmp_path: Path) -> None:
     teacher = write_room_file(
         Recording(11, "main", "主讲教室", 0, 300.0, "h264", 0.0, 1.0), tmp_path
