@@ -11,11 +11,13 @@ import asyncio
 import time
 from pathlib import Path
 
+import av
 import pytest
 
 from classroom.agent.client import ClassroomAgent, Reporter
 from classroom.agent.publisher import publisher_factory
 from classroom.agent.reception import TrackReception
+from classroom.agent.testpattern import read_pattern_frame
 from signaling import protocol
 from signaling.ws import REGISTRY
 from tests.live_harness import (
@@ -200,7 +202,8 @@ async def test_room_joining_mid_lesson_sees_video_within_a_second(tmp_path: Path
             teacher_track = f"{lesson.main_classroom_id}-video"
             requests_before = keyframe_requests_of(server.live(lid), teacher_track)
             late = start_agent("late", server.base_url,
-                               await join_token(api, lid, "receiving", late_room), tmp_path)
+                               await join_token(api, lid, "receiving", late_room), tmp_path,
+                               extra=("--save", str(tmp_path / "saved")))
             agents.append(late)
             joined = await wait_for(lambda: late.of("joined"), 20, "the late room to join")
             track = await wait_for(
@@ -211,5 +214,14 @@ async def test_room_joining_mid_lesson_sees_video_within_a_second(tmp_path: Path
             assert delay < 1.0, f"first decodable frame {delay:.2f} s after joining"
             # The frame came from a keyframe asked for the late room, not a periodic one.
             assert keyframe_requests_of(server.live(lid), teacher_track) > requests_before
+            await asyncio.sleep(1)
         finally:
             await stop_all(agents)
+        # `--save` kept what the late room received: a file that decodes to the teacher.
+        saved = sorted((tmp_path / "saved").glob("*.mp4"))
+        assert saved, "the agent saved no received video"
+        with av.open(str(saved[0])) as container:
+            codes = [c for f in container.decode(video=0) if (c := read_pattern_frame(f))]
+        assert len(codes) >= 10
+        assert {c.tag for c in codes} == {lesson.main_classroom_id & 0xFF}
+        assert [c.counter for c in codes] == sorted(c.counter for c in codes)
