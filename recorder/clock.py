@@ -4,18 +4,18 @@ Lesson time 0 is `clock_origin_unix` (server wall clock, when recording started)
 RTP timestamp becomes lesson time in three steps:
 
 1. unwrap the 32-bit timestamp into a 64-bit count (`TimestampUnwrapper`);
-2. map it to the *publisher's* wall clock with its RTCP sender report (NTP ↔ RTP), which
-   is what puts a room's audio and video in sync: both are stamped by the same machine;
-3. move that onto the server's wall clock with the room's offset, measured once per
-   connection from the first SR (server arrival time − publisher NTP time). A classroom
-   box's clock may be minutes off in a closed school network; this offset absorbs it,
-   so rooms line up on the server's clock (within one-way network delay).
+2. observe when timestamps were sent or arrived, on the server's clock: each frame's
+   arrival, and each RTCP sender report (NTP ↔ RTP) moved onto the server's clock by the
+   room's offset (`RoomClock`: server arrival − publisher NTP of the connection's first
+   SR; a classroom box's clock may be minutes off in a closed school network). A room's
+   audio and video share that offset, which keeps them in sync with each other;
+3. map with the *smallest* offset observed (`TrackClock`): a frame can arrive late
+   (a start-up burst, a big keyframe, queueing), never before it was captured.
 
-Until a track has seen an SR (aiortc sends the first within ~1.5 s), its first frame is
-anchored to its arrival time on the server. When the SR mapping arrives, or a later SR
-shows the publisher's clocks drifting, the difference is *slewed* in (at most `SLEW` of the
-media time that passes), never stepped: pts stay monotonic and evenly spaced, and a
-finaliser never sees frames squeezed together or a jump backwards.
+The capture layer holds a track's first frames for about a second before the first stamp
+so that the anchor is not taken from a late start-up burst. Afterwards the mapping never
+steps back: an earlier offset is slewed in (at most `SLEW` of the media time that passes),
+so pts stay monotonic and evenly spaced for the finalisers.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from dataclasses import dataclass
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
 SLEW = 0.05  # correction per unit of media time: 50 ms per second at most
 MAX_SR_DISAGREEMENT = 5.0  # s: an SR that far from arrival time is ignored (garbage)
-WINDOW = 10.0  # s of media over which the minimum observed offset is taken
+WINDOW = 3.0  # s of media over which the minimum observed offset is taken
+STEP = 0.1  # s: a later offset by more than this is stepped (a gap), not slewed
 
 
 def ntp_to_unix(ntp: int) -> float:
@@ -82,8 +83,9 @@ class TrackClock:
     server's clock): `observed − ts / rate` can only be too late (queueing, a start-up
     burst, a keyframe's size), never too early. So the mapping's offset is the minimum
     of those observations, over a sliding window of `WINDOW` s of media so that it
-    follows a publisher whose RTP clock drifts or stalls. Changes after the first stamp
-    are slewed, never stepped.
+    follows a publisher whose RTP clock drifts or stalls. After the first stamp, an
+    earlier offset is slewed in (never a step back); a later one is slewed when small and
+    stepped when over `STEP` (a sender that stalled: the gap is real).
     """
 
     def __init__(self, clock_rate: int, origin_unix: float, room: RoomClock | None = None) -> None:
@@ -99,6 +101,7 @@ class TrackClock:
         self._last_ts: int | None = None
         self._last_us: int | None = None
         self._sr_seen: tuple[int, int] | None = None
+        self._step = False
         self.synced = False  # an SR has been used
         self.slews = 0
 
@@ -139,8 +142,9 @@ class TrackClock:
             self.observe_sender_report(*sender_report)
         ts = self._unwrap.unwrap(rtp_timestamp)
         assert self._target is not None
-        if self._last_ts is None:
+        if self._last_ts is None or (self._step and self._target > self._correction):
             self._correction = self._target
+            self._step = False
         elif self._correction != self._target:
             # slew in proportion to media time elapsed, so pts stay evenly spaced
             step = SLEW * max(0, ts - self._last_ts) / self.clock_rate
@@ -168,6 +172,9 @@ class TrackClock:
             # a new window: the target may now move later too (drift, a stalled sender)
             if self._window_min > self._target:
                 self.slews += 1
+                # a sender that stalled without skipping timestamps: the media really
+                # paused, so a clean gap (a forward step) says it best; small drift slews
+                self._step = self._window_min - self._correction > STEP
             self._target = self._window_min
             self._window_min = None
             self._window_start = ts

@@ -9,11 +9,13 @@ carries: the room's tag, a frame counter and the wall-clock time it was drawn.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import signal
 import subprocess
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import aiohttp
@@ -79,7 +81,7 @@ def rtp_stream(
     for i, frame in enumerate(frames):
         packet = av.Packet(frame)
         packet.pts = 0
-        packet.time_base = __import__("fractions").Fraction(1, 90000)
+        packet.time_base = Fraction(1, 90000)
         payloads, _ = packer.pack(packet)
         ts = (ts0 + i * step) & 0xFFFFFFFF
         packets = []
@@ -338,6 +340,18 @@ def test_without_a_report_arrival_anchors_and_a_later_report_is_slewed_in() -> N
     steps = [b - a for a, b in zip([first, *stamps], stamps, strict=False)]
     assert all(30_000 < s <= 33_334 for s in steps), steps  # monotonic, never squeezed
     assert abs(stamps[-1] - (1_000_000 + 89 * 100_000 / 3)) < 2
+
+
+def test_a_sender_that_stalls_without_skipping_timestamps_leaves_a_gap() -> None:
+    origin = 1_700_000_000.0
+    clock = TrackClock(48000, origin)
+    stamps = [clock.to_lesson_us(960 * i, origin + 1 + i * 0.02) for i in range(50)]
+    # the sender stalls 0.4 s, then goes on where its timestamps left off
+    stamps += [clock.to_lesson_us(960 * i, origin + 1.4 + i * 0.02) for i in range(50, 400)]
+    steps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert all(s > 0 for s in steps)
+    assert sorted(steps)[-1] > 350_000  # one clean gap, once the window shows the stall
+    assert abs(stamps[-1] - (1_400_000 + 399 * 20_000)) < 1000  # back on arrival time
 
 
 # --------------------------------------------------------------------------- lessons
@@ -607,7 +621,7 @@ async def test_a_room_that_drops_and_comes_back_leaves_a_gap_not_a_broken_file(
         before = read_packet_log(paths[0])[1]
         after = read_packet_log(paths[1])[1]
         gap = (after[0].pts_us - before[-1].pts_us) / 1e6
-        assert 3.5 < gap < 10, (kind, gap)
+        assert 3.5 < gap < 20, (kind, gap)  # down 4 s, then a process start and ICE
         assert abs(before[-1].pts_us / 1e6 + info["clock_origin_unix"] - stopped_at) < 1.5
     for part in (0, 1):
         check_video(directory / f"{rural}-video.{part:03d}.tbl", rural)
