@@ -231,6 +231,11 @@ class RoomConnection:
             # empty BUNDLE group, which browsers reject. The first leg brings the offer.
             return
         async with self._lock:
+            # Checked again under the lock: two reconciles can both pass the check above
+            # while an offer is being made, and a second offer would strand the first answer.
+            if self._awaiting is not None:
+                self._again = True
+                return
             for leg in self.legs:
                 active = self._assigned.get(id(leg)) is not None
                 leg.transceiver.direction = "sendonly" if active else "inactive"

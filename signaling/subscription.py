@@ -45,6 +45,8 @@ _MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 _ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 _AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 
+_NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
+
 
 def _uint16_newer(a: int, b: int) -> bool:
     """a comes after b in RTP sequence order (with wrap-around)."""
@@ -248,7 +250,9 @@ class SubscriberLeg:
     async def _send(self, packet: RtpPacket, seq: int, ts: int) -> None:
         elements = self._mid_element
         if self._ast_id:
-            ast = (current_ntp_time() >> 14) & 0xFFFFFF
+            # abs-send-time: 6.18 fixed-point seconds of NTP time. Computed inline: aiortc's
+            # current_ntp_time() builds a datetime per call, 5x slower on this hot path.
+            ast = int((time.time() + _NTP_EPOCH_OFFSET) * 262_144) & 0xFFFFFF
             elements += bytes((self._ast_id << 4 | 2, ast >> 16, (ast >> 8) & 0xFF, ast & 0xFF))
         if self._level_id and packet.extensions.audio_level is not None:
             vad, level = packet.extensions.audio_level
