@@ -221,17 +221,18 @@ class LessonRecorder:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._parts = self._existing_parts()
         previous = self._read_lesson_json()
-        resumed = previous is not None and previous.get("state") == "recording"
+        resumed = isinstance(previous, dict) and "clock_origin_unix" in previous
         if resumed:
-            # The server restarted mid-lesson: same clock, new parts, events appended.
+            # The server restarted mid-lesson (or the lesson came back after a crash was
+            # closed as such): same clock, next parts, events appended, "recording" again.
             self.origin_unix = float(previous["clock_origin_unix"])  # type: ignore[index]
         else:
             self.origin_unix = time.time()
         self._info = self._lesson_info()
-        if not resumed:
+        if not resumed or previous.get("state") != "recording":  # type: ignore[union-attr]
             # small and once per lesson; its fsync waits for the first sync tick (thread)
             self._write_lesson_json(self._info, sync=False)
-        self._info_synced = resumed
+        self._info_synced = False
         self._events_fd = os.open(
             self.directory / "events.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
         )

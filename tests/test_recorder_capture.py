@@ -629,3 +629,35 @@ async def test_a_room_that_drops_and_comes_back_leaves_a_gap_not_a_broken_file(
     assert len(logs_of(directory, lesson.main_classroom_id, "video")) == 1
     kinds = [(e["kind"], e["classroom_id"]) for e in read_events(directory)]
     assert kinds.count(("join", rural)) == 2 and ("leave", rural) in kinds
+
+
+async def test_a_restarted_server_resumes_the_capture_on_the_same_clock(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from classroom.lessons import LessonRoster, RosterRoom
+    from recorder.capture import LessonRecorder
+    from signaling.live_lesson import LiveLesson
+
+    now = datetime.now(UTC)
+    roster = LessonRoster(
+        lesson_id=7, state="live", kind="dedicated", subject="数学", grade="初二",
+        teacher_name="王老师", title="一次函数", planned_start=now, planned_end=now,
+        broadcast=False,
+        rooms=(RosterRoom(1, "主讲教室", "城关一中", "main", 0),
+               RosterRoom(2, "听课1", "乡村小学1", "receiving", 1)))
+    first = LessonRecorder(LiveLesson(roster), tmp_path)
+    first.start()
+    PacketLogWriter(first.directory / "2-video.000.tbl", meta()).close()
+    await first.finish(None)  # the server stops, the lesson does not end
+    info = json.loads((first.directory / "lesson.json").read_text())
+    assert info["state"] == "recording" and info["rooms"][1]["school_name"] == "乡村小学1"
+
+    second = LessonRecorder(LiveLesson(roster), tmp_path)
+    assert second.origin_unix == first.origin_unix
+    assert second._parts[(2, "video")] == 0  # the room's next log will be part 001
+    await second.finish("teacher_ended")
+    info = json.loads((second.directory / "lesson.json").read_text())
+    assert info["state"] == "complete" and info["end_reason"] == "teacher_ended"
+    assert info["clock_origin_unix"] == first.origin_unix
+    kinds = [e["kind"] for e in read_events(second.directory)]
+    assert kinds == ["recording_started", "recording_started", "recording_ended"]
