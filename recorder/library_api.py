@@ -481,7 +481,10 @@ async def play_file(call: Call) -> web.StreamResponse:
         name = f.key.rsplit("/", 1)[-1]
         response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name)}"
     await response.prepare(call.request)
-    async for chunk in storage.open_range(f.key, start, end):
-        await response.write(chunk)
-    await response.write_eof()
+    try:
+        async for chunk in storage.open_range(f.key, start, end):
+            await response.write(chunk)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the player seeked elsewhere and closed this request: normal, not an error
     return response
