@@ -386,8 +386,8 @@ class _Canvas:
         return x0, y0, x1, y1, keep, Y_TEXT * alpha
 
 
-def _label_image(
-    canvas_w: int, canvas_h: int, painter: LabelPainter, tile: Tile
+def _placeholder_image(
+    painter: LabelPainter, tile: Tile
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A placeholder tile (dark grey, name and 未连接 centred) as I420 planes."""
     scratch = _Canvas(tile.w, tile.h)
@@ -640,6 +640,13 @@ def render_composite(
 ) -> CompositeStats:
     """Render the lesson's composite MP4 (H.264 + AAC) to out_path; returns what it did.
 
+    `rooms`: each classroom's media on the lesson clock (see `RoomMedia`); `events`: the
+    lesson timeline (join, leave, stage, unstage matter); `duration_s`: the lesson's length,
+    which is the composite's. `threads` is libx264's thread count; each room's decoder
+    always has one thread. `hold_s`: how long a room's last frame stays up when its video
+    stops (a gap) before the placeholder. `label_backend`: "pillow", "ffmpeg-drawtext" or
+    "hershey" (ASCII), chosen automatically when None.
+
     The file is written beside out_path and renamed into place when complete, so a crash
     never leaves a half file under the final name.
     """
@@ -715,7 +722,7 @@ def render_composite(
                         continue
                     image = placeholders.get(tile)
                     if image is None:
-                        image = placeholders[tile] = _label_image(width, height, painter, tile)
+                        image = placeholders[tile] = _placeholder_image(painter, tile)
                     canvas.paste(tile.x, tile.y, image)
                 painted[slot] = key
                 stats.tiles_painted += 1

@@ -342,7 +342,7 @@ def test_room_offsets_hold_on_the_lesson_clock(lesson: dict) -> None:
         assert code.counter == pytest.approx((t - 3.0) * FPS, abs=1)
 
 
-def test_missing_and_broken_media_give_placeholders(tmp_path: Path) -> None:
+def test_missing_and_broken_media_give_placeholders_with_ascii_labels(tmp_path: Path) -> None:
     teacher = write_room_file(
         Recording(11, "main", "主讲教室", 0, 300.0, "h264", 0.0, 2.0), tmp_path
     )
@@ -355,7 +355,9 @@ def test_missing_and_broken_media_give_placeholders(tmp_path: Path) -> None:
         RoomMedia(23, "receiving", "三小", 3, tmp_path / "missing.webm", None, 0.0),
     ]
     out = tmp_path / "out.mp4"
-    stats = render_composite(rooms, [], 2.0, out, size=(640, 360))
+    # ASCII labels, as on a box without a CJK font
+    stats = render_composite(rooms, [], 2.0, out, size=(640, 360), label_backend="hershey")
+    assert stats.label_backend == "hershey"
     assert stats.frames == 30
     info, errors = ffprobe(out)
     assert errors == "" and abs(float(info["format"]["duration"]) - 2.0) < 0.2
