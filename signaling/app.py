@@ -41,7 +41,11 @@ def create_app(settings: Settings) -> web.Application:
     setup_signaling(app)
 
     from recorder.broadcast import setup_broadcast
+    from recorder.jobs import setup_finalisation
+    from recorder.setup import setup_recorder
 
+    setup_recorder(app)
+    setup_finalisation(app)
     setup_broadcast(app)
 
     from web.pages import setup_pages

@@ -28,6 +28,7 @@ from signaling.live_state import (
     TrackState,
 )
 from signaling.publication import Publication
+from signaling.subscription import SubscriberLeg
 
 if TYPE_CHECKING:
     from signaling.session import SignalingSession
@@ -219,7 +220,9 @@ class LiveLesson:
                     packets_lost=lost,
                     keyframes=counters.keyframes,
                     keyframe_requests=counters.keyframe_requests,
-                    subscribers=len(publication.sinks),
+                    # Rooms and watchers; the recorder and the broadcaster are sinks too,
+                    # but not people receiving the track.
+                    subscribers=sum(isinstance(s, SubscriberLeg) for s in publication.sinks),
                     muted=publication.muted,
                 )
             )
