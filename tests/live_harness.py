@@ -127,7 +127,9 @@ class DemoLesson:
     names: dict[int, str]
 
 
-async def create_lesson(api: Api, receiving: int = 4, *, tag: str = "") -> DemoLesson:
+async def create_lesson(
+    api: Api, receiving: int = 4, *, tag: str = "", kind: str = "dedicated"
+) -> DemoLesson:
     """A city school's main classroom paired with `receiving` rural classrooms, lesson open."""
     city = await api.call("POST", "/schools", {"name": f"城关一中{tag}", "kind": "city"})
     main = await api.call("POST", "/classrooms", {"school_id": city["id"], "name": "主讲教室"})
@@ -152,7 +154,7 @@ async def create_lesson(api: Api, receiving: int = 4, *, tag: str = "") -> DemoL
         "/lessons",
         {
             "pairing_id": pairing["id"],
-            "kind": "dedicated",
+            "kind": kind,
             "subject": "数学",
             "grade": "初二",
             "teacher_name": "王老师",
