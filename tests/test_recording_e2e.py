@@ -206,20 +206,20 @@ async def test_kill_nine_mid_lesson_then_recovery_finalises(tmp_path: Path) -> N
             server = _serve(data_dir, port)  # recovery runs at start-up
             await wait_for(lambda: _listening(port), 30, "the server to come back")
             entry = await wait_for_entry(api, lid, {"room_video"}, within=60)
+            for file in (f for f in entry["files"] if f["role"] == "room_video"):
+                path = await download(api, file, tmp_path / f"k9-{file['classroom_id']}.mp4")
+                codes = decoded_codes(path)
+                assert codes, f"room {file['classroom_id']} lost everything"
+                # The last frame the room drew that reached the disk is within 2 s of the kill.
+                last_drawn = max(c.timestamp_ms for c in codes) / 1000
+                lag = (killed_at * 1000 % 2**32) / 1000 - last_drawn
+                assert lag < 2.0, f"room {file['classroom_id']}: {lag:.2f} s before the kill lost"
         finally:
             await stop_all(agents)
             server.send_signal(signal.SIGTERM)
             await asyncio.to_thread(server.wait, 20)
         capture = json.loads((data_dir / "recordings" / str(lid) / "final" /
                               "manifest.json").read_text())
-        for file in (f for f in entry["files"] if f["role"] == "room_video"):
-            path = await download(api, file, tmp_path / f"k9-{file['classroom_id']}.mp4")
-            codes = decoded_codes(path)
-            assert codes, f"room {file['classroom_id']} lost everything"
-            # The last frame the room drew that reached the disk is within 2 s of the kill.
-            last_drawn = max(c.timestamp_ms for c in codes) / 1000
-            lag = (killed_at * 1000 % 2**32) / 1000 - last_drawn
-            assert lag < 2.0, f"room {file['classroom_id']}: last {lag:.2f} s before the kill lost"
         assert capture["state"] in ("partial", "done")
 
 
