@@ -36,6 +36,9 @@ class Settings:
     # S3 credentials; None falls back to botocore's chain (AWS_ACCESS_KEY_ID, ~/.aws, ...).
     s3_access_key_id: str | None = field(default=None, repr=False)
     s3_secret_access_key: str | None = field(default=None, repr=False)
+    # Record every live lesson (recorder/) and finalise it into the library. Off only to
+    # measure what recording costs (bench/recording.py); TONGBU_RECORD_LESSONS=0.
+    record_lessons: bool = True
 
     @property
     def resolved_database_url(self) -> str:
@@ -77,5 +80,7 @@ class Settings:
             env["s3_access_key_id"] = v
         if v := os.environ.get("TONGBU_S3_SECRET_ACCESS_KEY"):
             env["s3_secret_access_key"] = v
+        if v := os.environ.get("TONGBU_RECORD_LESSONS"):
+            env["record_lessons"] = v.strip().lower() not in ("0", "false", "no", "off")
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**env)  # type: ignore[arg-type]

@@ -44,8 +44,9 @@ def create_app(settings: Settings) -> web.Application:
     from recorder.jobs import setup_finalisation
     from recorder.setup import setup_recorder
 
-    setup_recorder(app)
-    setup_finalisation(app)
+    if settings.record_lessons:  # off only to measure recording's cost (bench/recording.py)
+        setup_recorder(app)
+        setup_finalisation(app)
     setup_broadcast(app)
 
     from web.pages import setup_pages
