@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from classroom import lessons, schools, users
 from classroom.config import Settings
-from classroom.models import Lesson, LessonState, Pairing, User, utcnow
+from classroom.models import Lesson, LessonState, Pairing, Recording, User, utcnow
 from signaling.appkeys import DB, LIVE, TOKENS
 from signaling.tokens import JoinRole
 
@@ -35,6 +35,7 @@ RURAL_SCHOOLS = ("青山村小学", "河口镇中心小学", "石桥村小学", 
 DEMO_ADMIN = "admin"
 LESSON_LENGTH = timedelta(minutes=45)
 TOKEN_TTL = timedelta(hours=3)
+FINALISE_WAIT_S = 300  # the composite of a short demo takes seconds; a long one, minutes
 
 
 def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -92,7 +93,7 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> None:
     agents: list[subprocess.Popen[bytes]] = []
     try:
         async with app[DB]() as db:
-            setup = await prepare_demo(db)
+            setup = await prepare_demo(db, settings.data_dir)
         tokens = app[TOKENS]
         log_dir = settings.data_dir / "demo-agents"
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -105,20 +106,20 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> None:
                                role=JoinRole.WATCH, ttl=TOKEN_TTL, subject="demo")
         _announce(base_url, setup, watch, log_dir)
         await _wait_for_stop(args.duration)
+        await _end_lesson(app, setup)
+        await _stop_agents(agents)
+        await _show_replay(app, base_url, setup.lesson_id, wait_for_composite=True)
+        if args.duration is None:
+            print("  服务器继续运行以便回放; Ctrl-C 退出 / the server keeps running for the "
+                  "replay; Ctrl-C quits.", flush=True)
+            await _wait_for_stop(None)
     finally:
         await _end_lesson(app, locals().get("setup"))
-        for agent in agents:
-            with contextlib.suppress(ProcessLookupError):
-                agent.send_signal(signal.SIGTERM)
-        for agent in agents:
-            try:
-                await asyncio.to_thread(agent.wait, 10)
-            except subprocess.TimeoutExpired:
-                agent.kill()
+        await _stop_agents(agents)
         await runner.cleanup()
 
 
-async def prepare_demo(db: AsyncSession) -> DemoSetup:
+async def prepare_demo(db: AsyncSession, data_dir: Path) -> DemoSetup:
     """Demo schools and pairing (made once, reused), a fresh open lesson, a demo admin."""
     pairing = await db.scalar(sa.select(Pairing).where(Pairing.name == DEMO_PAIRING))
     if pairing is None:
@@ -145,7 +146,9 @@ async def prepare_demo(db: AsyncSession) -> DemoSetup:
         await lessons.transition(db, lesson_id, to, reason="superseded_by_demo")
     start = utcnow().replace(microsecond=0)
     lesson = await lessons.create_lesson(
-        db, pairing_id=pairing.id, kind="dedicated", subject="数学", grade="初二",
+        # 名校网络课堂: broadcast live over HLS and public in the library, so a newcomer
+        # can watch and replay it without an account.
+        db, pairing_id=pairing.id, kind="famous_school", subject="数学", grade="初二",
         teacher_name="王老师", title="一次函数的图像 (演示课)",
         planned_start=start, planned_end=start + LESSON_LENGTH,
     )
@@ -154,11 +157,17 @@ async def prepare_demo(db: AsyncSession) -> DemoSetup:
     assert roster is not None
     rooms = tuple(DemoRoom(r.classroom_id, f"{r.school_name} {r.name}", JoinRole(r.role))
                   for r in roster.rooms)
+    # Kept beside the database (0600) so a rerun can print it again.
+    password_file = data_dir / "demo-admin-password"
     password = None
     if await db.scalar(sa.select(User.id).where(User.username == DEMO_ADMIN)) is None:
         password = secrets.token_urlsafe(9)
         await users.create_user(db, username=DEMO_ADMIN, password=password, role="admin",
                                 display_name="演示管理员")
+        password_file.touch(mode=0o600)
+        password_file.write_text(password)
+    elif password_file.exists():
+        password = password_file.read_text().strip()
     return DemoSetup(lesson.id, rooms, password)
 
 
@@ -182,14 +191,13 @@ def _announce(base_url: str, setup: DemoSetup, watch_token: str, log_dir: Path) 
     ]
     for room in setup.rooms:
         lines.append(f"    - {room.role.value:9} {room.name} (classroom {room.classroom_id})")
-    if setup.admin_password:
-        lines.append(f"  管理员 admin:       {DEMO_ADMIN} / {setup.admin_password}")
-    else:
-        lines.append(f"  管理员 admin:       {DEMO_ADMIN} (password printed on first run)")
+    lines.append(f"  管理员 admin:       {DEMO_ADMIN} / {setup.admin_password or '(changed)'}")
     lines += [
         f"  agents' reports:    {log_dir}",
         "  在浏览器中打开以观看全部教室 / open in a browser to watch all rooms:",
         f"WATCH_URL={url}",
+        "  HLS 直播 (名校网络课堂) / live broadcast for any number of viewers:",
+        f"BROADCAST_URL={base_url}/live/{setup.lesson_id}/index.m3u8",
         "  Ctrl-C 结束演示课 / ends the lesson.",
         "",
     ]
@@ -206,8 +214,48 @@ async def _wait_for_stop(duration: float | None) -> None:
         await asyncio.wait_for(stop.wait(), timeout=duration)
 
 
+async def _stop_agents(agents: list[subprocess.Popen[bytes]]) -> None:
+    """The agents leave by themselves when the lesson ends; SIGTERM the stragglers."""
+    for agent in agents:
+        if agent.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                agent.send_signal(signal.SIGTERM)
+    for agent in agents:
+        try:
+            await asyncio.to_thread(agent.wait, 10)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+    agents.clear()
+
+
+async def _show_replay(app: web.Application, base_url: str, lesson_id: int, *,
+                       wait_for_composite: bool) -> None:
+    """Wait for the recording to reach the library and say where to replay it."""
+    from recorder.jobs import FINALISATION
+
+    print("  正在生成录像 / finalising the recording…", flush=True)
+    queue = app.get(FINALISATION)
+    if queue is not None and wait_for_composite:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FINALISE_WAIT_S):
+                await queue.wait(lesson_id)
+    async with app[DB]() as db:
+        recording_id = await db.scalar(
+            sa.select(Recording.id).where(Recording.lesson_id == lesson_id))
+    if recording_id is None:
+        print("  录像尚未入库 / the recording is not in the library yet; see "
+              f"{base_url}/library", flush=True)
+        return
+    print(f"  录像已入库 / in the library: {base_url}/library", flush=True)
+    print(f"REPLAY_URL={base_url}/replay/{recording_id}", flush=True)
+
+
 async def _end_lesson(app: web.Application, setup: DemoSetup | None) -> None:
     if setup is None:
+        return
+    async with app[DB]() as db:
+        lesson = await lessons.get_lesson(db, setup.lesson_id)
+    if lesson is None or lesson.state in (LessonState.ENDED, LessonState.CANCELLED):
         return
     with contextlib.suppress(Exception):
         async with app[DB]() as db:
