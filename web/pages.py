@@ -13,6 +13,7 @@ browser never sends, so it stays out of server and proxy logs.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -104,6 +105,27 @@ async def watch_page(request: web.Request) -> web.StreamResponse:
     return _file_response(request, path, page=True)
 
 
+def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A handler serving one HTML page; the page reads anything it needs from its own URL."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        path = _resolve(name)
+        if path is None:  # pragma: no cover - a broken install
+            raise web.HTTPNotFound()
+        return _file_response(request, path, page=True)
+
+    return handler
+
+
+# The resource library: search (/library) and replay of one entry (/replay/{recording_id}).
+# Both talk to the REST API from the browser; the recordings' files come from the same
+# origin (/api/v1/library/{id}/files/{file_id}), which media-src 'self' allows.
+library_page = _page("library.html")
+replay_page = _page("replay.html")
+
+
 def setup_pages(app: web.Application) -> None:
     app.router.add_get(STATIC_PREFIX + "{path:.+}", static_file)
     app.router.add_get(r"/watch/{lesson_id:\d{1,15}}", watch_page)
+    app.router.add_get("/library", library_page)
+    app.router.add_get(r"/replay/{recording_id:\d{1,15}}", replay_page)
