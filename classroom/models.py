@@ -201,6 +201,10 @@ class Lesson(Base):
     ended_at: Mapped[datetime | None]
     end_reason: Mapped[str | None] = mapped_column(sa.String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The teacher's account, when known (revision 0003): then only that teacher (besides
+    # school admins) may run the lesson. No foreign key: a lesson's history outlives the
+    # account, as the audit trail does.
+    teacher_user_id: Mapped[int | None] = mapped_column(index=True)
 
     rooms: Mapped[list[LessonRoom]] = relationship(
         lazy="selectin",
@@ -276,6 +280,28 @@ class ApiToken(Base):
     # None: valid until revoked (CLI-issued tokens for scripts and devices).
     expires_at: Mapped[datetime | None]
     revoked: Mapped[bool] = mapped_column(default=False)
+
+    user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+
+
+class WebSession(Base):
+    """A browser's signed-in session (cookie `tongbu_session`), owned by classroom/sessions.py.
+
+    Only the SHA-256 of the cookie's value is kept, as for API tokens. `csrf_token` is the
+    synchronizer token a page must echo in X-CSRF-Token on every state-changing request.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_sha256: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]  # absolute end, whatever the activity
+    remote: Mapped[str | None] = mapped_column(sa.String(100))
+    user_agent: Mapped[str] = mapped_column(sa.String(300), default="")
 
     user: Mapped[User] = relationship(lazy="joined", innerjoin=True)
 
