@@ -51,9 +51,13 @@ async def record_short_lesson(tmp_path: Path, server: Any) -> tuple[Any, dict[st
     lesson = await create_lesson(api, receiving=1, kind="famous_school")
     lid, rural = lesson.lesson_id, lesson.receiving_classroom_ids[0]
     main, main_task = await in_process_main(
-        server.base_url, await join_token(api, lid, "main", lesson.main_classroom_id), tmp_path)
-    agents = [start_agent("rural", server.base_url,
-                          await join_token(api, lid, "receiving", rural), tmp_path)]
+        server.base_url, await join_token(api, lid, "main", lesson.main_classroom_id), tmp_path
+    )
+    agents = [
+        start_agent(
+            "rural", server.base_url, await join_token(api, lid, "receiving", rural), tmp_path
+        )
+    ]
     try:
         await assert_video_advancing(agents[0], lesson.main_classroom_id, within=30)
         await asyncio.sleep(2)
@@ -67,15 +71,16 @@ async def record_short_lesson(tmp_path: Path, server: Any) -> tuple[Any, dict[st
         await stop_all(agents)
         await asyncio.wait_for(main_task, 15)
     entry = await wait_for_entry(
-        api, lid, {"composite", "room_video", "poster", "thumbnail_strip", "chapters"},
-        within=180)
+        api, lid, {"composite", "room_video", "poster", "thumbnail_strip", "chapters"}, within=180
+    )
     return lesson, entry
 
 
 def true_room_offsets(data_dir: Path, lesson_id: int) -> dict[int, float]:
     """Where each room's file starts on the lesson clock, from the finaliser's own manifest."""
     manifest = json.loads(
-        (data_dir / "recordings" / str(lesson_id) / "final" / "manifest.json").read_text())
+        (data_dir / "recordings" / str(lesson_id) / "final" / "manifest.json").read_text()
+    )
     return {int(r["classroom_id"]): float(r["offset_s"]) for r in manifest["rooms"]}
 
 
@@ -112,7 +117,8 @@ async def test_library_finds_a_recorded_lesson_and_replay_plays_it(tmp_path: Pat
 
         async with playwright_api.async_playwright() as playwright:
             browser = await launch_chromium(
-                playwright, args=["--autoplay-policy=no-user-gesture-required"])
+                playwright, args=["--autoplay-policy=no-user-gesture-required"]
+            )
             try:
                 page = await browser.new_page(viewport={"width": 1280, "height": 800})
                 console: list[str] = []
@@ -121,22 +127,36 @@ async def test_library_finds_a_recorded_lesson_and_replay_plays_it(tmp_path: Pat
 
                 # ---------------------------------------------------- the library, anonymously
                 await page.goto(f"{base}/library")
-                await until(lambda: page.evaluate(
-                    "window.tongbuLibrary && window.tongbuLibrary.state.status === 'ready'"),
-                    15, "the library's first page")
+                await until(
+                    lambda: page.evaluate(
+                        "window.tongbuLibrary && window.tongbuLibrary.state.status === 'ready'"
+                    ),
+                    15,
+                    "the library's first page",
+                )
                 await page.fill("#q", "数学")
                 await page.click("#search button[type=submit]")
-                await until(lambda: page.evaluate(
-                    "location.search.includes('q=') && window.tongbuLibrary.state.status === 'ready'"),
-                    15, "the search for 数学")
+                await until(
+                    lambda: page.evaluate(
+                        "location.search.includes('q=')"
+                        " && window.tongbuLibrary.state.status === 'ready'"
+                    ),
+                    15,
+                    "the search for 数学",
+                )
                 found = await page.evaluate("window.tongbuLibrary.state")
                 assert [item["id"] for item in found["items"]] == [entry["id"]], found
                 card = page.locator(f'.card[data-recording-id="{entry["id"]}"]')
                 assert await card.locator(".card-title").inner_text() == "一次函数"
                 assert "王老师" in await card.inner_text()
                 # The poster is shown (loaded from the library file URL).
-                await until(lambda: card.locator("img").evaluate(
-                    "img => img.complete && img.naturalWidth > 0"), 15, "the poster")
+                await until(
+                    lambda: card.locator("img").evaluate(
+                        "img => img.complete && img.naturalWidth > 0"
+                    ),
+                    15,
+                    "the poster",
+                )
                 await page.screenshot(path=str(artifact_path("library-zh-CN.png")))
                 href = await card.locator("a").get_attribute("href")
                 assert href == f"/replay/{entry['id']}"
@@ -144,13 +164,18 @@ async def test_library_finds_a_recorded_lesson_and_replay_plays_it(tmp_path: Pat
                 # ---------------------------------------------------- replay: the composite
                 await card.locator("a").click()
                 await page.wait_for_url(f"{base}/replay/{entry['id']}")
-                await until(lambda: page.evaluate(
-                    "window.tongbuReplay && window.tongbuReplay.state.source === 'composite'"),
-                    15, "the composite as first source")
+                await until(
+                    lambda: page.evaluate(
+                        "window.tongbuReplay && window.tongbuReplay.state.source === 'composite'"
+                    ),
+                    15,
+                    "the composite as first source",
+                )
                 await page.evaluate("document.getElementById('video').play()")
                 playing = await assert_playing(page, "the composite")
                 assert playing["src"].endswith(
-                    next(f["url"] for f in entry["files"] if f["role"] == "composite"))
+                    next(f["url"] for f in entry["files"] if f["role"] == "composite")
+                )
 
                 sources = await page.evaluate("window.tongbuReplay.sources")
                 names = {s["classroomId"]: s["name"] for s in sources if s["kind"] == "room"}
@@ -163,26 +188,41 @@ async def test_library_finds_a_recorded_lesson_and_replay_plays_it(tmp_path: Pat
                 # ---------------------------------------------------- switch to the rural room
                 # Play on into the part of the lesson the receiving room's file covers (it
                 # joined a few seconds after the teacher).
-                await until(lambda: page.evaluate(
-                    f"window.tongbuReplay.state.lessonTime > {offsets[rural] + 1.0}"),
-                    20, "the composite to reach the receiving room's part")
+                await until(
+                    lambda: page.evaluate(
+                        f"window.tongbuReplay.state.lessonTime > {offsets[rural] + 1.0}"
+                    ),
+                    20,
+                    "the composite to reach the receiving room's part",
+                )
                 await page.evaluate("document.getElementById('video').pause()")
                 before = (await video_state(page))["lessonTime"]
                 await page.click(f'#sources button[data-classroom-id="{rural}"]')
 
                 async def switched() -> dict[str, Any] | None:
                     now = await video_state(page)
-                    ok = (now["source"] == f"room-{rural}" and now["readyState"] >= 1
-                          and not now["seeking"])
+                    ok = (
+                        now["source"] == f"room-{rural}"
+                        and now["readyState"] >= 1
+                        and not now["seeking"]
+                    )
                     return now if ok else None
 
                 room = await until(switched, 15, "the receiving room's file")
-                assert room["src"].endswith(next(
-                    f["url"] for f in entry["files"]
-                    if f["role"] == "room_video" and f["classroom_id"] == rural))
+                assert room["src"].endswith(
+                    next(
+                        f["url"]
+                        for f in entry["files"]
+                        if f["role"] == "room_video" and f["classroom_id"] == rural
+                    )
+                )
                 # The same moment of the lesson, checked against the finaliser's own offsets.
                 assert abs(room["currentTime"] + offsets[rural] - before) <= 1.0, (
-                    room, before, offsets, sources)
+                    room,
+                    before,
+                    offsets,
+                    sources,
+                )
                 await page.evaluate("document.getElementById('video').play()")
                 await assert_playing(page, "the receiving room's file")
 
@@ -196,6 +236,7 @@ async def test_library_finds_a_recorded_lesson_and_replay_plays_it(tmp_path: Pat
                 await page.click(f'#chapters li[data-index="{index}"] button')
                 sought = await until(settled(page), 10, "the chapter's seek")
                 assert abs(sought["currentTime"] - stage["t_s"]) <= 0.5, (sought, stage)
+                await page.screenshot(path=str(artifact_path("replay-zh-CN.png")))
 
                 # ---------------------------------------------------- thumbnail strip seeks
                 thumbs = page.locator("#strip-row .thumb")
@@ -208,7 +249,6 @@ async def test_library_finds_a_recorded_lesson_and_replay_plays_it(tmp_path: Pat
 
                 await page.evaluate("document.getElementById('video').play()")
                 await assert_playing(page, "the composite after seeking")
-                await page.screenshot(path=str(artifact_path("replay-zh-CN.png")))
                 errors = [line for line in console if line.startswith(("error", "pageerror"))]
                 assert not errors, errors
             finally:

@@ -64,6 +64,11 @@ async def test_watch_page_needs_a_numeric_lesson(client: TestClient, path: str) 
         ("/static/i18n/zh-CN.json", "application/json; charset=utf-8"),
         ("/static/i18n/en.json", "application/json; charset=utf-8"),
         ("/static/watch.html", "text/html; charset=utf-8"),
+        ("/static/library.html", "text/html; charset=utf-8"),
+        ("/static/replay.html", "text/html; charset=utf-8"),
+        ("/static/js/api.js", "text/javascript; charset=utf-8"),
+        ("/static/js/library.js", "text/javascript; charset=utf-8"),
+        ("/static/js/replay.js", "text/javascript; charset=utf-8"),
     ],
 )
 async def test_assets_carry_their_content_type(
@@ -156,3 +161,45 @@ def test_pages_fetch_nothing_from_other_origins() -> None:
             text = path.read_text()
             assert not re.search(r"https?://(?!localhost)", text), path
             assert "@import url(" not in text, path
+
+
+@pytest.mark.parametrize(
+    ("path", "script"),
+    [("/library", "library.js"), ("/replay/7", "replay.js"), ("/replay/123456789", "replay.js")],
+)
+async def test_library_pages_are_html_with_the_same_strict_policy(
+    client: TestClient, path: str, script: str
+) -> None:
+    response = await client.get(path)
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert response.headers["Content-Security-Policy"] == pages.PAGE_CSP
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    body = await response.text()
+    assert f'<script type="module" src="/static/js/{script}">' in body
+
+
+@pytest.mark.parametrize("path", ["/replay/abc", "/replay/", "/replay/1/x", "/library/1"])
+async def test_replay_page_needs_a_numeric_recording(client: TestClient, path: str) -> None:
+    assert (await client.get(path)).status == 404
+
+
+@pytest.mark.parametrize(
+    ("html", "scripts"),
+    [
+        ("library.html", ("js/library.js", "js/api.js")),
+        ("replay.html", ("js/replay.js", "js/api.js")),
+    ],
+)
+def test_library_pages_use_only_catalogue_keys(html: str, scripts: tuple[str, ...]) -> None:
+    zh = json.loads((STATIC / "i18n/zh-CN.json").read_text())
+    text = (STATIC / html).read_text()
+    used = set(re.findall(r'data-i18n(?:-placeholder|-title)?="([\w.]+)"', text))
+    for script in scripts:
+        used |= set(re.findall(r"\bt\('([\w.]+)'", (STATIC / script).read_text()))
+    assert used, f"{html} uses no catalogue keys?"
+    assert used <= zh.keys(), used - zh.keys()
+    for kind in ("dedicated", "famous_teacher", "famous_school"):
+        assert f"kind.{kind}" in zh
+    for state in ("processing", "ready", "failed"):
+        assert f"library.state.{state}" in zh
