@@ -191,6 +191,7 @@ let player = null;
 let entry = null;
 let chapters = [];
 let thumbs = null; // {index, sprite} once loaded
+let lastThumb = null;
 const state = { status: 'loading', error: null };
 
 function setStatus(status, text) {
@@ -347,7 +348,9 @@ function markMoment() {
   mark($('chapters'), '.moment');
   mark($('comments'), '.moment');
   const thumb = mark($('strip-row'), '.thumb');
-  if (thumb && !player.video.paused) thumb.scrollIntoView({ block: 'nearest', inline: 'nearest' });
+  // Keep the current thumbnail in view (only when it changes, so a user can scroll the row).
+  if (thumb && thumb !== lastThumb) thumb.scrollIntoView({ block: 'nearest', inline: 'nearest' });
+  lastThumb = thumb;
 }
 
 async function loadRoster() {
