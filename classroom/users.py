@@ -32,7 +32,7 @@ from classroom.models import (
 
 MAX_FAILED_LOGINS = 5
 LOCKOUT = timedelta(minutes=15)
-MIN_PASSWORD_LENGTH = 8
+MIN_PASSWORD_LENGTH = 10
 TOKEN_PREFIX = "tb_"  # makes a leaked token recognisable to secret scanners and humans
 # Writing last_used_at on every request would turn every read into a write.
 LAST_USED_GRANULARITY = timedelta(minutes=1)
@@ -82,10 +82,7 @@ async def create_user(
         role = UserRole(role)
     except ValueError:
         raise InvalidInput(f"unknown role {role!r}", field="role") from None
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidInput(
-            f"a password has at least {MIN_PASSWORD_LENGTH} characters", field="password"
-        )
+    check_password_rules(username, password)
     if school_id is not None and await db.get(School, school_id) is None:
         raise NotFound(f"no school {school_id}", field="school_id")
     user = User(
@@ -108,11 +105,16 @@ async def get_user_by_name(db: AsyncSession, username: str) -> User | None:
     return await db.scalar(sa.select(User).where(User.username == username))
 
 
-async def set_password(db: AsyncSession, user: User, password: str) -> None:
+def check_password_rules(username: str, password: str, *, field: str = "password") -> None:
+    """Refuse passwords that are too short or are the username (in any case)."""
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidInput(
-            f"a password has at least {MIN_PASSWORD_LENGTH} characters", field="password"
-        )
+        raise InvalidInput(f"a password has at least {MIN_PASSWORD_LENGTH} characters", field=field)
+    if password.strip().casefold() == username.strip().casefold():
+        raise InvalidInput("a password must not be the username", field=field)
+
+
+async def set_password(db: AsyncSession, user: User, password: str) -> None:
+    check_password_rules(user.username, password)
     user.password_hash = await hash_password(password)
     user.failed_logins = 0
     user.locked_until = None
@@ -201,3 +203,76 @@ async def revoke_token(db: AsyncSession, token: str) -> bool:
     )
     await db.commit()
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def revoke_tokens_of(db: AsyncSession, user_id: int, *, keep: str | None = None) -> int:
+    """Revoke every API token of a user but `keep` (a token's plain text); commits."""
+    query = sa.update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked.is_(False))
+    if keep is not None:
+        query = query.where(ApiToken.token_sha256 != _digest(keep))
+    result = await db.execute(query.values(revoked=True))
+    await db.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def change_password(db: AsyncSession, user: User, current: str, new: str) -> User:
+    """Set a new password after checking the current one; commits.
+
+    The check goes through authenticate(), so wrong guesses count towards the lockout
+    like wrong logins do: a stolen session cannot be used to guess the password.
+    Raises AuthenticationFailed or InvalidInput (field "new").
+    """
+    user = await authenticate(db, user.username, current)
+    check_password_rules(user.username, new, field="new")
+    if new == current:
+        raise InvalidInput("the new password is the current one", field="new")
+    await set_password(db, user, new)
+    return user
+
+
+async def list_users(db: AsyncSession, *, school_id: int | None = None) -> list[User]:
+    query = sa.select(User).order_by(User.id)
+    if school_id is not None:
+        query = query.where(User.school_id == school_id)
+    return list((await db.scalars(query)).all())
+
+
+async def update_user(
+    db: AsyncSession,
+    user: User,
+    *,
+    display_name: str | None = None,
+    role: UserRole | str | None = None,
+    school_id: int | None = None,
+    clear_school: bool = False,
+    disabled: bool | None = None,
+) -> User:
+    """Change the given fields; commits. The caller decides who may change what."""
+    if role is not None:
+        try:
+            user.role = UserRole(role).value
+        except ValueError:
+            raise InvalidInput(f"unknown role {role!r}", field="role") from None
+    if school_id is not None:
+        if await db.get(School, school_id) is None:
+            raise NotFound(f"no school {school_id}", field="school_id")
+        user.school_id = school_id
+    elif clear_school:
+        user.school_id = None
+    if display_name is not None:
+        user.display_name = display_name
+    if disabled is not None:
+        user.disabled = disabled
+    await db.commit()
+    return user
+
+
+async def unlock(db: AsyncSession, user: User) -> User:
+    user.failed_logins = 0
+    user.locked_until = None
+    await db.commit()
+    return user
+
+
+def is_locked(user: User, *, now: datetime | None = None) -> bool:
+    return user.locked_until is not None and user.locked_until > (now or utcnow())

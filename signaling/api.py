@@ -15,16 +15,18 @@ from datetime import timedelta
 from typing import Any
 
 import msgspec
+import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from classroom import audit, lessons, schools
+from classroom import audit, lessons, schools, sessions, users
 from classroom.models import (
     Classroom,
     Conflict,
     DomainError,
     InvalidInput,
     Lesson,
+    LessonRoom,
     LessonState,
     NotFound,
     Pairing,
@@ -38,7 +40,21 @@ from recorder import library_api as lib
 from signaling import api_schemas as s
 from signaling.api_schemas import ApiError
 from signaling.appkeys import DB, LIVE, TOKENS
-from signaling.auth import current_user, optional_user, require, require_school
+from signaling.auth import (
+    Credential,
+    can_read_lesson,
+    can_run_lesson,
+    can_schedule,
+    check_csrf,
+    check_origin,
+    current_credential,
+    forbidden,
+    is_admin,
+    lesson_main_school_id,
+    optional_credential,
+    require,
+    require_school,
+)
 from signaling.errors import ErrorCode
 from signaling.live_state import LiveLessonState
 from signaling.openapi import ANY_USER, API_PREFIX, Route, build_document
@@ -60,6 +76,7 @@ class Call:
     user: User | None
     body: Any
     query: Any
+    credential: Credential | None = None
 
     @property
     def db(self) -> async_sessionmaker[AsyncSession]:
@@ -94,6 +111,8 @@ def _user_out(user: User) -> s.UserOut:
         display_name=user.display_name,
         role=user.role,  # type: ignore[arg-type]
         school_id=user.school_id,
+        disabled=user.disabled,
+        locked_until=user.locked_until if users.is_locked(user) else None,
     )
 
 
@@ -143,6 +162,7 @@ def _lesson_out(lesson: Lesson) -> s.LessonOut:
         started_at=lesson.started_at,
         ended_at=lesson.ended_at,
         end_reason=lesson.end_reason,
+        teacher_user_id=lesson.teacher_user_id,
         rooms=[
             s.LessonRoomOut(
                 classroom_id=r.classroom_id,
@@ -163,6 +183,22 @@ def _not_found(what: str, ident: int) -> ApiError:
 # ------------------------------------------------------------------ auth
 
 
+async def _authenticate(call: Call, db: AsyncSession, body: s.LoginRequest, how: str) -> User:
+    """The user, or 401 with one answer for every failure; each failure is audited."""
+    try:
+        user = await authenticate(db, body.username, body.password)
+    except AuthenticationFailed as exc:
+        actor = exc.user or body.username
+        target = f"user:{body.username}"
+        detail = {"reason": exc.reason, "via": how}
+        await audit.record(db, actor, "auth.login_failed", target, detail, call.remote)
+        if exc.reason == "locked_now":
+            await audit.record(db, actor, "auth.locked", target, detail, call.remote)
+        raise ApiError(401, ErrorCode.UNAUTHORIZED, exc.message) from None
+    await audit.record(db, user, "auth.login", f"user:{user.username}", {"via": how}, call.remote)
+    return user
+
+
 async def login(call: Call) -> s.LoginResponse:
     """Exchange a username and password for an API token valid 12 hours.
 
@@ -171,35 +207,278 @@ async def login(call: Call) -> s.LoginResponse:
     """
     body: s.LoginRequest = call.body
     async with call.db() as db:
-        try:
-            user = await authenticate(db, body.username, body.password)
-        except AuthenticationFailed as exc:
-            await audit.record(
-                db,
-                exc.user or body.username,
-                "login_failed",
-                f"user:{body.username}",
-                {"reason": exc.reason},
-                call.remote,
-            )
-            raise ApiError(401, ErrorCode.UNAUTHORIZED, exc.message) from None
+        user = await _authenticate(call, db, body, "token")
         expires_at = utcnow() + LOGIN_TOKEN_TTL
         token = await issue_token(db, user, name="login", expires_at=expires_at)
-        await audit.record(db, user, "login", f"user:{user.username}", {}, call.remote)
     return s.LoginResponse(token=token, expires_at=expires_at, user=_user_out(user))
 
 
+def _is_https(request: web.Request) -> bool:
+    # A proxy terminating TLS says so; believing a forged header only makes the cookie
+    # stricter (Secure) for the forger's own browser.
+    return request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+
+
+def _json(result: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=msgspec.json.encode(result), status=status, content_type="application/json"
+    )
+
+
+async def create_session(call: Call) -> web.Response:
+    """Sign a browser in: sets the `tongbu_session` cookie (HttpOnly, SameSite=Lax, Secure
+    over https) and answers the session's CSRF token, which the page sends back as
+    X-CSRF-Token on every POST, PUT, PATCH and DELETE. Lockout and the single 401 answer
+    are those of /auth/login. A cross-origin Origin or Referer is refused (`csrf_failed`)."""
+    body: s.LoginRequest = call.body
+    request = call.request
+    async with call.db() as db:
+        user = await _authenticate(call, db, body, "session")
+        if old := request.cookies.get(sessions.COOKIE_NAME):
+            await sessions.end_session(db, old)  # a fresh id on every login: no fixation
+        new = await sessions.create_session(
+            db, user, remote=call.remote, user_agent=request.headers.get("User-Agent", "")
+        )
+    response = _json(
+        s.SessionOut(
+            user=_user_out(user),
+            csrf_token=new.session.csrf_token,
+            expires_at=sessions.expires_at(new.session),
+        )
+    )
+    response.set_cookie(
+        sessions.COOKIE_NAME,
+        new.cookie,
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=_is_https(request),
+    )
+    return response
+
+
+async def get_session(call: Call) -> s.SessionOut:
+    """Who is signed in, and the session's CSRF token (for a page that was reloaded)."""
+    credential = call.credential
+    session = credential.session if credential else None
+    return s.SessionOut(
+        user=_user_out(call.me),
+        csrf_token=session.csrf_token if session else None,
+        expires_at=sessions.expires_at(session) if session else None,
+    )
+
+
+async def delete_session(call: Call) -> web.Response:
+    """Sign out: ends the cookie's session and clears the cookie. Needs X-CSRF-Token when
+    the session is live, like every state change signed by the cookie."""
+    ended = False
+    if call.credential is not None and call.credential.kind == "session":
+        async with call.db() as db:
+            cookie = call.request.cookies.get(sessions.COOKIE_NAME, "")
+            ended = await sessions.end_session(db, cookie)
+            await audit.record(
+                db, call.me, "auth.logout", f"user:{call.me.username}", {}, call.remote
+            )
+    response = _json(s.LoggedOut(ended=ended))
+    response.del_cookie(sessions.COOKIE_NAME, path="/")
+    return response
+
+
 async def me(call: Call) -> s.UserOut:
-    """The user behind the bearer token."""
+    """The signed-in user (session cookie or bearer token)."""
     return _user_out(call.me)
 
 
+async def change_password(call: Call) -> s.PasswordChanged:
+    """Change one's own password: at least 10 characters, not the username. Every other
+    session and API token of the user ends; the one this request used stays. Wrong
+    current passwords count towards the lockout."""
+    body: s.PasswordChangeIn = call.body
+    credential = call.credential
+    assert credential is not None
+    async with call.db() as db:
+        try:
+            user = await users.change_password(db, call.me, body.current, body.new)
+        except AuthenticationFailed as exc:
+            target = f"user:{call.me.username}"
+            detail = {"reason": exc.reason}
+            await audit.record(db, call.me, "auth.password_failed", target, detail, call.remote)
+            if exc.reason == "locked_now":
+                await audit.record(db, call.me, "auth.locked", target, detail, call.remote)
+            raise ApiError(
+                400, ErrorCode.INVALID_BODY, "the current password is wrong", field="current"
+            ) from None
+        keep_session = credential.session.id if credential.session else None
+        ended = await sessions.end_sessions_of(db, user.id, keep=keep_session)
+        revoked = await users.revoke_tokens_of(db, user.id, keep=credential.token)
+        await audit.record(
+            db,
+            user,
+            "auth.password_changed",
+            f"user:{user.username}",
+            {"sessions_ended": ended, "tokens_revoked": revoked},
+            call.remote,
+        )
+    return s.PasswordChanged(sessions_ended=ended, tokens_revoked=revoked)
+
+
+# ------------------------------------------------------------------ users
+
+# What a school admin may hand out in their school: never another admin role.
+_SCHOOL_ADMIN_GRANTS = frozenset({UserRole.TEACHER.value, UserRole.DEVICE.value})
+_SCHOOL_ROLES = frozenset(
+    {UserRole.SCHOOL_ADMIN.value, UserRole.TEACHER.value, UserRole.DEVICE.value}
+)
+
+
+def _may_manage(actor: User, target: User) -> bool:
+    if is_admin(actor):
+        return True
+    return (
+        actor.role == UserRole.SCHOOL_ADMIN
+        and actor.school_id is not None
+        and target.school_id == actor.school_id
+        and target.role in _SCHOOL_ADMIN_GRANTS
+    )
+
+
+def _check_grant(actor: User, role: str, school_id: int | None) -> None:
+    """403 if the actor may not give this role in this school; 400 if they do not fit."""
+    if not is_admin(actor):
+        if role not in _SCHOOL_ADMIN_GRANTS:
+            raise forbidden("a school admin creates teacher and device accounts only")
+        require_school(actor, school_id or 0)
+    if role in _SCHOOL_ROLES and school_id is None:
+        raise ApiError(
+            400, ErrorCode.INVALID_BODY, f"a {role} belongs to a school", field="school_id"
+        )
+
+
+async def _managed_user(call: Call, db: AsyncSession) -> User:
+    target = await db.get(User, call.id())
+    if target is None:
+        raise _not_found("user", call.id())
+    if not _may_manage(call.me, target):
+        raise forbidden(f"user {target.id} is not yours to manage")
+    return target
+
+
+async def list_users(call: Call) -> s.UserList:
+    """Admins see every account; a school admin the accounts of their school."""
+    q: s.UserQuery = call.query
+    school_id = q.school_id
+    if not is_admin(call.me):
+        if school_id is not None:
+            require_school(call.me, school_id)
+        school_id = call.me.school_id
+    async with call.db() as db:
+        rows = await users.list_users(db, school_id=school_id)
+    return s.UserList(items=[_user_out(u) for u in rows if q.role is None or u.role == q.role])
+
+
+async def create_user(call: Call) -> s.UserOut:
+    """Create an account. A school admin creates teachers and devices of their school."""
+    body: s.UserIn = call.body
+    _check_grant(call.me, body.role, body.school_id)
+    async with call.db() as db:
+        user = await users.create_user(
+            db,
+            username=body.username,
+            password=body.password,
+            role=body.role,
+            display_name=body.display_name,
+            school_id=body.school_id,
+        )
+        await audit.record(
+            db,
+            call.me,
+            "user.created",
+            f"user:{user.username}",
+            {"id": user.id, "role": user.role, "school_id": user.school_id},
+            call.remote,
+        )
+    return _user_out(user)
+
+
+async def get_user(call: Call) -> s.UserOut:
+    async with call.db() as db:
+        return _user_out(await _managed_user(call, db))
+
+
+async def update_user(call: Call) -> s.UserOut:
+    """Rename, change role or school, disable or enable, or set a new password. Disabling
+    or a new password ends the user's sessions and revokes their API tokens."""
+    body: s.UserPatch = call.body
+    async with call.db() as db:
+        target = await _managed_user(call, db)
+        if target.id == call.me.id and (
+            body.disabled or body.role not in (None, target.role) or body.school_id is not None
+        ):
+            raise ApiError(
+                400, ErrorCode.INVALID_BODY, "you may not disable or move your own account"
+            )
+        if body.password is not None:
+            users.check_password_rules(target.username, body.password)
+        role = body.role or target.role
+        school_id = body.school_id if body.school_id is not None else target.school_id
+        if body.role is not None or body.school_id is not None:
+            _check_grant(call.me, role, school_id)
+        changes = {
+            f: v
+            for f, v in msgspec.structs.asdict(body).items()
+            if v is not None and f != "password"
+        }
+        await users.update_user(
+            db,
+            target,
+            display_name=body.display_name,
+            role=body.role,
+            school_id=body.school_id,
+            disabled=body.disabled,
+        )
+        if body.password is not None:
+            await users.set_password(db, target, body.password)
+            changes["password"] = "set"
+        if body.disabled or body.password is not None:
+            changes["sessions_ended"] = await sessions.end_sessions_of(db, target.id)
+            changes["tokens_revoked"] = await users.revoke_tokens_of(db, target.id)
+        await audit.record(
+            db, call.me, "user.updated", f"user:{target.username}", changes, call.remote
+        )
+        return _user_out(target)
+
+
+async def unlock_user(call: Call) -> s.UserOut:
+    """Lift a lockout before its 15 minutes are over."""
+    async with call.db() as db:
+        target = await users.unlock(db, await _managed_user(call, db))
+        await audit.record(db, call.me, "user.unlocked", f"user:{target.username}", {}, call.remote)
+        return _user_out(target)
+
+
 # ------------------------------------------------------------- registers
+# A school admin and a teacher see their own school; a pairing or a lesson is theirs to
+# read when one of its classrooms is in their school, to change when its main one is.
+
+
+async def _school_of_classrooms(db: AsyncSession, ids: list[int]) -> dict[int, int]:
+    rows = await db.execute(
+        sa.select(Classroom.id, Classroom.school_id).where(Classroom.id.in_(ids))
+    )
+    return {cid: sid for cid, sid in rows.all()}
+
+
+def _pairing_classrooms(pairing: Pairing) -> list[int]:
+    return [pairing.main_classroom_id, *(m.classroom_id for m in pairing.members)]
 
 
 async def list_schools(call: Call) -> s.SchoolList:
+    """Admins see every school; school staff their own."""
     async with call.db() as db:
-        return s.SchoolList(items=[_school_out(x) for x in await schools.list_schools(db)])
+        rows = await schools.list_schools(db)
+    if not is_admin(call.me):
+        rows = [x for x in rows if x.id == call.me.school_id]
+    return s.SchoolList(items=[_school_out(x) for x in rows])
 
 
 async def create_school(call: Call) -> s.SchoolOut:
@@ -219,13 +498,20 @@ async def get_school(call: Call) -> s.SchoolOut:
         school = await schools.get_school(db, call.id())
     if school is None:
         raise _not_found("school", call.id())
+    require_school(call.me, school.id)
     return _school_out(school)
 
 
 async def list_classrooms(call: Call) -> s.ClassroomList:
+    """Admins see every classroom; school staff and devices their school's."""
     query: s.ClassroomQuery = call.query
+    school_id = query.school_id
+    if not is_admin(call.me):
+        if school_id is not None:
+            require_school(call.me, school_id)
+        school_id = call.me.school_id or 0
     async with call.db() as db:
-        rows = await schools.list_classrooms(db, school_id=query.school_id)
+        rows = await schools.list_classrooms(db, school_id=school_id)
     return s.ClassroomList(items=[_classroom_out(c) for c in rows])
 
 
@@ -247,13 +533,29 @@ async def create_classroom(call: Call) -> s.ClassroomOut:
 
 
 async def list_pairings(call: Call) -> s.PairingList:
+    """Admins see every pairing; school staff those with a classroom of their school."""
     async with call.db() as db:
-        return s.PairingList(items=[_pairing_out(p) for p in await schools.list_pairings(db)])
+        rows = await schools.list_pairings(db)
+        if not is_admin(call.me):
+            ids = sorted({c for p in rows for c in _pairing_classrooms(p)})
+            school_of = await _school_of_classrooms(db, ids)
+            rows = [
+                p
+                for p in rows
+                if call.me.school_id in {school_of.get(c) for c in _pairing_classrooms(p)}
+            ]
+    return s.PairingList(items=[_pairing_out(p) for p in rows])
 
 
 async def create_pairing(call: Call) -> s.PairingOut:
+    """Admins pair any classrooms; a school admin pairs a main classroom of their school."""
     body: s.PairingIn = call.body
     async with call.db() as db:
+        if not is_admin(call.me):
+            main = await schools.get_classroom(db, body.main_classroom_id)
+            if main is None:
+                raise NotFound(f"no classroom {body.main_classroom_id}", field="main_classroom_id")
+            require_school(call.me, main.school_id)
         pairing = await schools.create_pairing(
             db,
             name=body.name,
@@ -267,8 +569,12 @@ async def create_pairing(call: Call) -> s.PairingOut:
 async def get_pairing(call: Call) -> s.PairingOut:
     async with call.db() as db:
         pairing = await schools.get_pairing(db, call.id())
-    if pairing is None:
-        raise _not_found("pairing", call.id())
+        if pairing is None:
+            raise _not_found("pairing", call.id())
+        if not is_admin(call.me):
+            school_of = await _school_of_classrooms(db, _pairing_classrooms(pairing))
+            if call.me.school_id not in set(school_of.values()):
+                raise forbidden(f"pairing {pairing.id} has no classroom of your school")
     return _pairing_out(pairing)
 
 
@@ -276,27 +582,84 @@ async def get_pairing(call: Call) -> s.PairingOut:
 
 
 async def list_lessons(call: Call) -> s.LessonPage:
-    """Lessons by planned start; `from`/`to` select those overlapping the window."""
+    """Lessons by planned start; `from`/`to` select those overlapping the window. School
+    staff and devices see the lessons their school takes part in."""
     q: s.LessonQuery = call.query
+    state = LessonState(q.state) if q.state else None
     async with call.db() as db:
-        rows, total = await lessons.list_lessons(
-            db,
-            state=LessonState(q.state) if q.state else None,
-            pairing_id=q.pairing_id,
-            start=q.start,
-            end=q.end,
-            limit=q.limit,
-            offset=q.offset,
-        )
+        if is_admin(call.me):
+            rows, total = await lessons.list_lessons(
+                db,
+                state=state,
+                pairing_id=q.pairing_id,
+                start=q.start,
+                end=q.end,
+                limit=q.limit,
+                offset=q.offset,
+            )
+        else:
+            rows, total = await _school_lessons(db, call.me.school_id or 0, q)
         return s.LessonPage(
             items=[_lesson_out(x) for x in rows], total=total, limit=q.limit, offset=q.offset
         )
 
 
+async def _school_lessons(
+    db: AsyncSession, school_id: int, q: s.LessonQuery
+) -> tuple[list[Lesson], int]:
+    """lessons.list_lessons, narrowed to lessons with a room in `school_id`."""
+    in_school = (
+        sa.select(LessonRoom.lesson_id)
+        .join(Classroom, Classroom.id == LessonRoom.classroom_id)
+        .where(Classroom.school_id == school_id)
+    )
+    query = sa.select(Lesson).where(Lesson.id.in_(in_school))
+    if q.state is not None:
+        query = query.where(Lesson.state == q.state)
+    if q.pairing_id is not None:
+        query = query.where(Lesson.pairing_id == q.pairing_id)
+    if q.start is not None:
+        query = query.where(Lesson.planned_end > q.start)
+    if q.end is not None:
+        query = query.where(Lesson.planned_start < q.end)
+    total = await db.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
+    rows = await db.scalars(
+        query.order_by(Lesson.planned_start, Lesson.id).limit(q.limit).offset(q.offset)
+    )
+    return list(rows.all()), int(total or 0)
+
+
+async def _check_teacher_account(db: AsyncSession, user_id: int, main_school: int) -> None:
+    teacher = await db.get(User, user_id)
+    if (
+        teacher is None
+        or teacher.role != UserRole.TEACHER
+        or teacher.disabled
+        or teacher.school_id != main_school
+    ):
+        raise ApiError(
+            400,
+            ErrorCode.INVALID_BODY,
+            f"user {user_id} is not an active teacher of the main classroom's school",
+            field="teacher_user_id",
+        )
+
+
 async def create_lesson(call: Call) -> s.LessonOut:
-    """Schedule a lesson on a pairing; 409 `conflict` names the lesson a room is booked by."""
+    """Schedule a lesson on a pairing; 409 `conflict` names the lesson a room is booked by.
+    A school admin schedules on pairings whose main classroom is in their school."""
     body: s.LessonIn = call.body
     async with call.db() as db:
+        pairing = await schools.get_pairing(db, body.pairing_id)
+        if pairing is None:
+            raise NotFound(f"no pairing {body.pairing_id}", field="pairing_id")
+        main_school = (await _school_of_classrooms(db, [pairing.main_classroom_id]))[
+            pairing.main_classroom_id
+        ]
+        if not can_schedule(call.me, main_school):
+            raise forbidden(f"pairing {pairing.id} is not taught from your school")
+        if body.teacher_user_id is not None:
+            await _check_teacher_account(db, body.teacher_user_id, main_school)
         lesson = await lessons.create_lesson(
             db,
             pairing_id=body.pairing_id,
@@ -309,21 +672,38 @@ async def create_lesson(call: Call) -> s.LessonOut:
             planned_end=body.planned_end,
             broadcast=body.broadcast,
         )
+        if body.teacher_user_id is not None:
+            lesson.teacher_user_id = body.teacher_user_id
+            await db.commit()
         await audit.record(db, call.me, "lesson_created", f"lesson:{lesson.id}", {}, call.remote)
         return _lesson_out(lesson)
 
 
+async def _readable_lesson(call: Call, db: AsyncSession) -> Lesson:
+    lesson = await lessons.get_lesson(db, call.id())
+    if lesson is None:
+        raise _not_found("lesson", call.id())
+    if not can_read_lesson(call.me, lesson):
+        raise forbidden(f"lesson {lesson.id} has no classroom of your school")
+    return lesson
+
+
 async def get_lesson(call: Call) -> s.LessonOut:
     async with call.db() as db:
-        lesson = await lessons.get_lesson(db, call.id())
-        if lesson is None:
-            raise _not_found("lesson", call.id())
-        return _lesson_out(lesson)
+        return _lesson_out(await _readable_lesson(call, db))
 
 
 async def _transition(call: Call, to: LessonState, reason: str | None = None) -> s.LessonOut:
     lesson_id = call.id()
     async with call.db() as db:
+        lesson = await _readable_lesson(call, db)
+        allowed = (
+            can_schedule(call.me, lesson_main_school_id(lesson))
+            if to == LessonState.CANCELLED
+            else can_run_lesson(call.me, lesson)
+        )
+        if not allowed:
+            raise forbidden(f"lesson {lesson_id} is not yours to {to.value}")
         await lessons.transition(db, lesson_id, to, reason=reason)
         await audit.record(
             db,
@@ -376,7 +756,9 @@ async def create_join_token(call: Call) -> s.JoinTokenOut:
     """A signed token for one room (main/receiving) or a watcher to join over /ws/v1.
 
     Main and receiving tokens name a classroom of the lesson in that role; school staff
-    and devices get them only for their own school's classrooms. Watch tokens name none.
+    and devices get them only for their own school's classrooms, and a teacher the main
+    room's only when they may run the lesson. Watch tokens name none: reviewers get them
+    for any lesson, school staff for lessons their school takes part in.
     """
     body: s.JoinTokenIn = call.body
     user = call.me
@@ -397,6 +779,8 @@ async def create_join_token(call: Call) -> s.JoinTokenOut:
                     field="classroom_id",
                 )
             require(user, UserRole.SCHOOL_ADMIN, UserRole.TEACHER, UserRole.REVIEWER)
+            if user.role != UserRole.REVIEWER and not can_read_lesson(user, lesson):
+                raise forbidden(f"lesson {lesson_id} has no classroom of your school")
         else:
             if body.classroom_id is None:
                 raise ApiError(
@@ -422,6 +806,9 @@ async def create_join_token(call: Call) -> s.JoinTokenOut:
                 )
             require(user, UserRole.SCHOOL_ADMIN, UserRole.TEACHER, UserRole.DEVICE)
             require_school(user, place.classroom.school_id)
+            if role == JoinRole.MAIN and user.role == UserRole.TEACHER:
+                if not can_run_lesson(user, lesson):
+                    raise forbidden(f"lesson {lesson_id} is taught by another teacher")
         token, expires_at = call.request.app[TOKENS].mint(
             lesson_id=lesson_id,
             classroom_id=body.classroom_id,
@@ -449,6 +836,9 @@ async def create_join_token(call: Call) -> s.JoinTokenOut:
 async def get_live(call: Call) -> LiveLessonState:
     """Who is connected, link quality, tracks and forwarding counters of a live lesson."""
     lesson_id = call.id()
+    if not is_admin(call.me):
+        async with call.db() as db:
+            await _readable_lesson(call, db)
     live = call.request.app.get(LIVE)
     snapshot = live.snapshot(lesson_id) if live is not None else None
     if snapshot is None:
@@ -464,6 +854,7 @@ async def openapi_document(call: Call) -> web.Response:
 # ------------------------------------------------------------- the table
 
 _STAFF = (UserRole.SCHOOL_ADMIN, UserRole.TEACHER)
+_SCHOOL = (*_STAFF, UserRole.DEVICE)  # every account that belongs to one school
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/openapi.json", openapi_document, "OpenAPI document", "meta", public=True),
@@ -478,14 +869,104 @@ ROUTES: tuple[Route, ...] = (
         response=s.LoginResponse,
         errors=(401,),
     ),
+    Route(
+        "POST",
+        "/auth/session",
+        create_session,
+        "Sign a browser in (session cookie)",
+        "auth",
+        public=True,
+        body=s.LoginRequest,
+        response=s.SessionOut,
+        errors=(401, 403),
+    ),
+    Route(
+        "GET",
+        "/auth/session",
+        get_session,
+        "Current session and its CSRF token",
+        "auth",
+        roles=ANY_USER,
+        response=s.SessionOut,
+    ),
+    Route(
+        "DELETE",
+        "/auth/session",
+        delete_session,
+        "Sign out",
+        "auth",
+        public=True,
+        optional_auth=True,
+        response=s.LoggedOut,
+    ),
     Route("GET", "/me", me, "Current user", "auth", roles=ANY_USER, response=s.UserOut),
+    Route(
+        "POST",
+        "/me/password",
+        change_password,
+        "Change one's password",
+        "auth",
+        roles=ANY_USER,
+        body=s.PasswordChangeIn,
+        response=s.PasswordChanged,
+    ),
+    Route(
+        "GET",
+        "/users",
+        list_users,
+        "List accounts",
+        "users",
+        roles=(UserRole.SCHOOL_ADMIN,),
+        query=s.UserQuery,
+        response=s.UserList,
+    ),
+    Route(
+        "POST",
+        "/users",
+        create_user,
+        "Create an account",
+        "users",
+        roles=(UserRole.SCHOOL_ADMIN,),
+        body=s.UserIn,
+        response=s.UserOut,
+        status=201,
+        errors=(404, 409),
+    ),
+    Route(
+        "GET",
+        "/users/{id}",
+        get_user,
+        "Get an account",
+        "users",
+        roles=(UserRole.SCHOOL_ADMIN,),
+        response=s.UserOut,
+    ),
+    Route(
+        "PATCH",
+        "/users/{id}",
+        update_user,
+        "Change, disable or enable an account",
+        "users",
+        roles=(UserRole.SCHOOL_ADMIN,),
+        body=s.UserPatch,
+        response=s.UserOut,
+    ),
+    Route(
+        "POST",
+        "/users/{id}/unlock",
+        unlock_user,
+        "Unlock an account",
+        "users",
+        roles=(UserRole.SCHOOL_ADMIN,),
+        response=s.UserOut,
+    ),
     Route(
         "GET",
         "/schools",
         list_schools,
         "List schools",
         "registers",
-        roles=ANY_USER,
+        roles=_STAFF,
         response=s.SchoolList,
     ),
     Route(
@@ -505,7 +986,7 @@ ROUTES: tuple[Route, ...] = (
         get_school,
         "Get a school",
         "registers",
-        roles=ANY_USER,
+        roles=_STAFF,
         response=s.SchoolOut,
     ),
     Route(
@@ -514,7 +995,7 @@ ROUTES: tuple[Route, ...] = (
         list_classrooms,
         "List classrooms",
         "registers",
-        roles=ANY_USER,
+        roles=_SCHOOL,
         query=s.ClassroomQuery,
         response=s.ClassroomList,
     ),
@@ -536,7 +1017,7 @@ ROUTES: tuple[Route, ...] = (
         list_pairings,
         "List pairings",
         "registers",
-        roles=ANY_USER,
+        roles=_STAFF,
         response=s.PairingList,
     ),
     Route(
@@ -545,6 +1026,7 @@ ROUTES: tuple[Route, ...] = (
         create_pairing,
         "Pair a main classroom with 1–4 receiving ones",
         "registers",
+        roles=(UserRole.SCHOOL_ADMIN,),
         body=s.PairingIn,
         response=s.PairingOut,
         status=201,
@@ -556,7 +1038,7 @@ ROUTES: tuple[Route, ...] = (
         get_pairing,
         "Get a pairing",
         "registers",
-        roles=ANY_USER,
+        roles=_STAFF,
         response=s.PairingOut,
     ),
     Route(
@@ -565,7 +1047,7 @@ ROUTES: tuple[Route, ...] = (
         list_lessons,
         "List lessons",
         "lessons",
-        roles=ANY_USER,
+        roles=_SCHOOL,
         query=s.LessonQuery,
         response=s.LessonPage,
     ),
@@ -587,7 +1069,7 @@ ROUTES: tuple[Route, ...] = (
         get_lesson,
         "Get a lesson",
         "lessons",
-        roles=ANY_USER,
+        roles=_SCHOOL,
         response=s.LessonOut,
     ),
     Route(
@@ -628,7 +1110,7 @@ ROUTES: tuple[Route, ...] = (
         cancel_lesson,
         "Cancel a lesson",
         "lessons",
-        roles=_STAFF,
+        roles=(UserRole.SCHOOL_ADMIN,),
         body=s.TransitionIn,
         body_required=False,
         response=s.LessonOut,
@@ -652,7 +1134,7 @@ ROUTES: tuple[Route, ...] = (
         get_live,
         "Live state of a lesson",
         "lessons",
-        roles=ANY_USER,
+        roles=_STAFF,
         response=LiveLessonState,
     ),
     # ------------------------------------------------ resource library (recorder/library_api.py)
@@ -819,25 +1301,51 @@ def _decode_query(request: web.Request, route: Route) -> Any:
 
 def _endpoint(route: Route) -> Any:
     async def endpoint(request: web.Request) -> web.StreamResponse:
-        user = None
-        if not route.public:
-            # Authentication and role come before the body is even read: an anonymous
-            # caller learns nothing from validation errors.
-            user = await current_user(request)
-            require(user, *route.roles)
-        elif route.optional_auth:
-            user = await optional_user(request)
-        body = await _decode_body(request, route) if route.body is not None else None
-        query = _decode_query(request, route) if route.query is not None else None
-        result = await route.handler(Call(request, user, body, query))
+        credential = None
+        try:
+            if not route.public:
+                # Authentication, CSRF and role come before the body is even read: an
+                # anonymous or forged caller learns nothing from validation errors.
+                credential = await current_credential(request)
+                check_csrf(request, credential)
+                require(credential.user, *route.roles)
+            elif route.optional_auth:
+                credential = await optional_credential(request)
+                check_csrf(request, credential)
+            elif request.method not in ("GET", "HEAD"):
+                check_origin(request)  # no login CSRF: a foreign page cannot sign us in
+            user = credential.user if credential else None
+            body = await _decode_body(request, route) if route.body is not None else None
+            query = _decode_query(request, route) if route.query is not None else None
+            result = await route.handler(Call(request, user, body, query, credential))
+        except ApiError as exc:
+            if exc.status == 403:
+                await _audit_refusal(request, route, credential, exc)
+            raise
         if isinstance(result, web.StreamResponse):
             return result
-        return web.Response(
-            body=msgspec.json.encode(result), status=route.status, content_type="application/json"
-        )
+        return _json(result, route.status)
 
     endpoint.__name__ = route.operation_id
     return endpoint
+
+
+async def _audit_refusal(
+    request: web.Request, route: Route, credential: Credential | None, exc: ApiError
+) -> None:
+    """Every 403 of the API leaves a row: `auth.csrf_failed` or `permission.denied`."""
+    action = "auth.csrf_failed" if exc.code == ErrorCode.CSRF_FAILED else "permission.denied"
+    detail = {
+        "route": f"{route.method} {API_PREFIX}{route.path}",
+        "via": credential.kind if credential else None,
+        "reason": exc.message,
+    }
+    try:
+        async with request.app[DB]() as db:
+            actor = credential.user if credential else lib.ANONYMOUS
+            await audit.record(db, actor, action, request.path, detail, request.remote)
+    except Exception:  # the refusal stands even if its trace cannot be written
+        logger.exception("could not audit a refusal of %s %s", request.method, request.path)
 
 
 def _error_response(status: int, code: ErrorCode, message: str, field: str | None = None):

@@ -65,12 +65,74 @@ class UserOut(Response):
     display_name: str
     role: UserRoleName
     school_id: int | None
+    disabled: bool = False
+    # Set while the account is locked after repeated wrong passwords.
+    locked_until: datetime | None = None
 
 
 class LoginResponse(Response):
     token: str
     expires_at: datetime
     user: UserOut
+
+
+class SessionOut(Response):
+    """A browser session: the page keeps `csrf_token` (in memory) for X-CSRF-Token."""
+
+    user: UserOut
+    # None when the caller signed in with a bearer token (which needs no CSRF token).
+    csrf_token: str | None
+    # When the session ends if idle (12 h after the last request, at most 7 days).
+    expires_at: datetime | None
+
+
+class LoggedOut(Response):
+    ended: bool  # false: there was no live session to end (the cookie is cleared anyway)
+
+
+Password = Annotated[str, Meta(min_length=1, max_length=1000)]
+
+
+class PasswordChangeIn(Request):
+    current: Password
+    new: Password  # at least 10 characters, not the username
+
+
+class PasswordChanged(Response):
+    sessions_ended: int  # the caller's other browser sessions
+    tokens_revoked: int  # API tokens but the one this request used
+
+
+Username = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[\w.@-]+$")]
+
+
+class UserIn(Request):
+    username: Username
+    password: Password
+    role: UserRoleName
+    display_name: Annotated[str, Meta(max_length=200)] = ""
+    # Required for school_admin, teacher and device accounts.
+    school_id: Id | None = None
+
+
+class UserPatch(Request):
+    """Only the fields sent change. `password` sets a new one and ends the user's sessions
+    and tokens, as `disabled: true` does."""
+
+    display_name: Annotated[str, Meta(max_length=200)] | None = None
+    role: UserRoleName | None = None
+    school_id: Id | None = None
+    disabled: bool | None = None
+    password: Password | None = None
+
+
+class UserList(Response):
+    items: list[UserOut]
+
+
+class UserQuery(Request):
+    school_id: Id | None = None
+    role: UserRoleName | None = None
 
 
 # ------------------------------------------------------------- registers
@@ -147,6 +209,9 @@ class LessonIn(Request):
     planned_end: AwareDatetime
     # Omitted: on for famous_school lessons, off for the others.
     broadcast: bool | None = None
+    # The teacher's account (a teacher of the main classroom's school): then only they,
+    # besides admins, may run the lesson.
+    teacher_user_id: Id | None = None
 
 
 class LessonRoomOut(Response):
@@ -174,6 +239,7 @@ class LessonOut(Response):
     ended_at: datetime | None
     end_reason: str | None
     rooms: list[LessonRoomOut]
+    teacher_user_id: int | None = None
 
 
 class LessonPage(Response):

@@ -1,26 +1,53 @@
-"""Who is calling the REST API, and whether their role allows it.
+"""Who is calling the REST API, whether the call is forged, and what their role may touch.
 
-Bearer API tokens only (no cookies), so the API is not exposed to cross-site request
-forgery and a classroom box authenticates the same way as a script. Roles:
+Two credentials:
+- `Authorization: Bearer <api token>` (scripts, classroom boxes, `POST /auth/login`). A
+  browser never attaches it on its own, so bearer calls need no CSRF protection.
+- the `tongbu_session` cookie (the pages, `POST /auth/session`). A browser attaches it to
+  every request, including ones a foreign site makes it send, so every cookie-signed
+  request with an unsafe method must carry `X-CSRF-Token` equal to the session's token,
+  and, when the browser says where it comes from (Origin, else Referer), come from this
+  very origin. A bearer header, when present, wins over the cookie.
 
+Roles and their reach (the permission table in docs/api.md is the reference):
 - admin: everything (the 教育局 operator);
-- school_admin: their own school's classrooms, scheduling, and lesson control;
-- teacher: lesson control and join tokens for their school's classrooms;
-- reviewer: reads, and watch tokens;
-- device: join tokens for its school's classrooms (a classroom box).
+- school_admin: their own school: its classrooms, users (teachers, devices), pairings and
+  lessons whose main classroom is theirs; reads what any of their classrooms takes part in;
+- teacher: reads their school's lessons; runs (open/start/end, main join token) those
+  taught from their school, and only their own when the lesson names its teacher account;
+- reviewer: the library, and watch tokens (教研 observes lessons live);
+- device: a classroom box: reads its school's lessons and mints join tokens for its
+  school's classrooms.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
 from aiohttp import web
 
-from classroom.models import User, UserRole
+from classroom.models import Lesson, RoomRole, User, UserRole, WebSession
+from classroom.sessions import COOKIE_NAME, csrf_matches, resolve_session
 from classroom.users import resolve_token
 from signaling.api_schemas import ApiError
 from signaling.appkeys import DB
 from signaling.errors import ErrorCode
 
 MAX_TOKEN_LENGTH = 200
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class Credential:
+    """How the caller proved who they are."""
+
+    user: User
+    kind: Literal["bearer", "session"]
+    token: str | None = None  # the bearer token's plain text
+    session: WebSession | None = None
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -32,8 +59,7 @@ def bearer_token(request: web.Request) -> str | None:
     return token if len(token) <= MAX_TOKEN_LENGTH else None
 
 
-async def current_user(request: web.Request) -> User:
-    """The user behind the request's bearer token, or 401."""
+async def _bearer(request: web.Request) -> Credential:
     token = bearer_token(request)
     if token is None:
         raise ApiError(401, ErrorCode.UNAUTHORIZED, "send Authorization: Bearer <api token>")
@@ -41,29 +67,159 @@ async def current_user(request: web.Request) -> User:
         user = await resolve_token(db, token)
     if user is None:
         raise ApiError(401, ErrorCode.UNAUTHORIZED, "unknown, revoked or expired token")
-    return user
+    return Credential(user=user, kind="bearer", token=token)
+
+
+async def _cookie(request: web.Request) -> Credential | None:
+    cookie = request.cookies.get(COOKIE_NAME)
+    if not cookie:
+        return None
+    async with request.app[DB]() as db:
+        session = await resolve_session(db, cookie)
+    if session is None:
+        return None
+    return Credential(user=session.user, kind="session", session=session)
+
+
+async def current_credential(request: web.Request) -> Credential:
+    """The caller's credential, or 401. An Authorization header wins over the cookie."""
+    if "Authorization" in request.headers:
+        return await _bearer(request)
+    credential = await _cookie(request)
+    if credential is None:
+        raise ApiError(
+            401,
+            ErrorCode.UNAUTHORIZED,
+            "sign in (POST /api/v1/auth/session) or send Authorization: Bearer <api token>",
+        )
+    return credential
+
+
+async def optional_credential(request: web.Request) -> Credential | None:
+    """For routes anonymous callers may use too.
+
+    A bearer header that is sent but wrong is still a 401, never a silent downgrade to
+    anonymous, so a script with an expired token learns it. A stale cookie is anonymous:
+    a browser keeps sending it after the session ended, and public pages must still work.
+    """
+    if "Authorization" in request.headers:
+        return await _bearer(request)
+    return await _cookie(request)
+
+
+async def current_user(request: web.Request) -> User:
+    """The user behind the request's credential, or 401."""
+    return (await current_credential(request)).user
 
 
 async def optional_user(request: web.Request) -> User | None:
-    """For routes anonymous callers may use too: None without an Authorization header.
+    credential = await optional_credential(request)
+    return credential.user if credential else None
 
-    A header that is sent but wrong is still a 401, never a silent downgrade to anonymous,
-    so a client with an expired token learns it instead of seeing less than it should.
-    """
-    if "Authorization" not in request.headers:
+
+# ------------------------------------------------------------------- CSRF
+
+
+def _host_of(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
         return None
-    return await current_user(request)
+    return parts.netloc.lower()
+
+
+def check_origin(request: web.Request) -> None:
+    """403 `csrf_failed` when the browser says the request comes from another origin.
+
+    Origin is compared with the Host the request was sent to (so it holds behind a
+    proxy that keeps Host); without Origin, Referer is; without either (old browsers,
+    non-browser clients) the CSRF token alone decides.
+    """
+    origin = request.headers.get("Origin")
+    source = origin if origin is not None else request.headers.get("Referer")
+    if source is None:
+        return
+    if _host_of(source) != request.host.lower():
+        raise ApiError(403, ErrorCode.CSRF_FAILED, "cross-origin request refused")
+
+
+def check_csrf(request: web.Request, credential: Credential | None) -> None:
+    """Refuse a forged state change: see the module's docstring."""
+    if credential is None or credential.kind != "session" or request.method in SAFE_METHODS:
+        return
+    check_origin(request)
+    assert credential.session is not None
+    if not csrf_matches(credential.session, request.headers.get(CSRF_HEADER)):
+        raise ApiError(
+            403, ErrorCode.CSRF_FAILED, f"missing or wrong {CSRF_HEADER} header for this session"
+        )
+
+
+# ------------------------------------------------------------------ roles
+
+
+def forbidden(message: str) -> ApiError:
+    return ApiError(403, ErrorCode.FORBIDDEN, message)
+
+
+def is_admin(user: User) -> bool:
+    return user.role == UserRole.ADMIN
 
 
 def require(user: User, *roles: UserRole) -> None:
     """403 unless the user is an admin or has one of `roles`."""
-    if user.role == UserRole.ADMIN or user.role in roles:
+    if is_admin(user) or user.role in roles:
         return
-    raise ApiError(403, ErrorCode.FORBIDDEN, f"the {user.role} role may not do this")
+    raise forbidden(f"the {user.role} role may not do this")
 
 
 def require_school(user: User, school_id: int) -> None:
     """403 unless the user is an admin or belongs to `school_id`: schools manage their own."""
-    if user.role == UserRole.ADMIN or user.school_id == school_id:
+    if is_admin(user) or (user.school_id is not None and user.school_id == school_id):
         return
-    raise ApiError(403, ErrorCode.FORBIDDEN, f"school {school_id} is not yours to manage")
+    raise forbidden(f"school {school_id} is not yours")
+
+
+# --------------------------------------------------------- lesson scope
+
+
+def lesson_school_ids(lesson: Lesson) -> set[int]:
+    return {room.classroom.school_id for room in lesson.rooms}
+
+
+def lesson_main_school_id(lesson: Lesson) -> int | None:
+    main = next((r for r in lesson.rooms if r.role == RoomRole.MAIN), None)
+    return main.classroom.school_id if main else None
+
+
+def can_read_lesson(user: User, lesson: Lesson) -> bool:
+    """Admins every lesson; school staff and devices those their school takes part in."""
+    if is_admin(user):
+        return True
+    if user.role in (UserRole.SCHOOL_ADMIN, UserRole.TEACHER, UserRole.DEVICE):
+        return user.school_id is not None and user.school_id in lesson_school_ids(lesson)
+    return False
+
+
+def can_schedule(user: User, main_school_id: int | None) -> bool:
+    """Scheduling and cancelling: admins, and the school admin of the main classroom."""
+    if is_admin(user):
+        return True
+    return (
+        user.role == UserRole.SCHOOL_ADMIN
+        and user.school_id is not None
+        and user.school_id == main_school_id
+    )
+
+
+def can_run_lesson(user: User, lesson: Lesson) -> bool:
+    """Open, start, end, and the main room's join token.
+
+    The main classroom's school admin; its teachers, but only the lesson's own teacher
+    when the lesson names a teacher account.
+    """
+    main_school = lesson_main_school_id(lesson)
+    if can_schedule(user, main_school):
+        return True
+    if user.role != UserRole.TEACHER or user.school_id is None or user.school_id != main_school:
+        return False
+    return lesson.teacher_user_id is None or lesson.teacher_user_id == user.id

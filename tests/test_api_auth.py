@@ -64,7 +64,7 @@ async def test_login_gives_a_token_that_works_and_is_audited(app_client: TestCli
     me = await app_client.get("/api/v1/me", headers={"Authorization": f"Bearer {login['token']}"})
     assert (await me.json())["username"] == "li"
     async with app_client.app[DB]() as s:
-        (event,) = await audit.list_events(s, action="login")
+        (event,) = await audit.list_events(s, action="auth.login")
     assert event.actor_name == "li" and event.remote
 
 
@@ -86,7 +86,7 @@ async def test_wrong_passwords_lock_the_account_with_one_answer_for_all(
     answers.add(await unknown.text())
     assert len(answers) == 1  # locked, wrong and unknown look alike from outside
     async with app_client.app[DB]() as s:
-        failed = await audit.list_events(s, action="login_failed")
+        failed = await audit.list_events(s, action="auth.login_failed")
     assert [e.detail["reason"] for e in failed][:2] == ["unknown_user", "locked"]
     assert len(failed) == MAX_FAILED_LOGINS + 2
 

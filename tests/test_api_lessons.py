@@ -229,7 +229,15 @@ async def test_live_state_comes_from_the_router_or_is_not_live(
 async def test_school_staff_control_lessons(
     app_client: TestClient, lesson_factory, headers_for, role: UserRole
 ) -> None:
-    lesson_id = (await lesson_factory())["id"]
-    staff = await headers_for(role)
+    lesson = await lesson_factory()
+    lesson_id = lesson["id"]
+    async with app_client.app[DB]() as s:
+        from classroom.schools import get_classroom
+
+        main_school = (await get_classroom(s, lesson["rooms"][0]["classroom_id"])).school_id
+    outsider = await headers_for(role)  # no school: not theirs to run
+    status, _ = await call(app_client, "POST", f"/lessons/{lesson_id}/open", outsider)
+    assert status == 403
+    staff = await headers_for(role, school_id=main_school)
     status, lesson = await call(app_client, "POST", f"/lessons/{lesson_id}/open", staff)
     assert (status, lesson["state"]) == (200, "open")
