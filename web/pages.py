@@ -123,9 +123,18 @@ def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
 library_page = _page("library.html")
 replay_page = _page("replay.html")
 
+# The live classroom pages: the teacher console of the main room (/teach/{lesson_id}) and
+# the page of a receiving room (/room/{lesson_id}). Both publish the browser's camera and
+# microphone through the signaling protocol; their join token travels in the URL fragment
+# like the viewer's (getUserMedia needs a secure context: https, or localhost).
+teach_page = _page("teach.html")
+room_page = _page("room.html")
+
 
 def setup_pages(app: web.Application) -> None:
     app.router.add_get(STATIC_PREFIX + "{path:.+}", static_file)
     app.router.add_get(r"/watch/{lesson_id:\d{1,15}}", watch_page)
     app.router.add_get("/library", library_page)
     app.router.add_get(r"/replay/{recording_id:\d{1,15}}", replay_page)
+    app.router.add_get(r"/teach/{lesson_id:\d{1,15}}", teach_page)
+    app.router.add_get(r"/room/{lesson_id:\d{1,15}}", room_page)

@@ -1,0 +1,495 @@
+// The receiving-room page (听课教室) in a browser: the teacher large, the room on stage
+// beside it when there is one, this room's own camera (published through the same protocol
+// as a classroom box), a raise-hand button, the link quality, and automatic rejoin after a
+// drop (protocol.js reconnects with the rejoin token; this page only shows it).
+//
+// The join token comes in the URL fragment (`/room/7#token=JOIN`), like the viewer's.
+// Tests read `window.tongbuRoom` (end of file) rather than scraping the DOM.
+
+import { STATUS, TongbuClient } from './protocol.js';
+import { LinkMeter, describe, summarise } from './quality.js';
+
+const params = new URLSearchParams(window.location.search);
+const lang = params.get('lang') === 'en' ? 'en' : 'zh-CN';
+const lessonId = Number(window.location.pathname.match(/\/room\/(\d+)/)?.[1]) || null;
+
+const $ = (id) => document.getElementById(id);
+
+let messages = {};
+let client = null;
+let local = null; // MediaStream of our camera and microphone, or null
+let soundOn = true;
+let lastStatus = { status: STATUS.IDLE };
+let link = null;
+const meter = new LinkMeter();
+const mutedByTeacher = { audio: false, video: false };
+
+// The two pictures this room receives; `classroomId` says whose picture a view shows now.
+const views = {
+  teacher: view('teacher'),
+  stage: view('stage'),
+};
+
+function view(name) {
+  const record = {
+    name,
+    root: $(`${name}-tile`),
+    video: $(`${name}-video`),
+    audio: $(`${name}-audio`),
+    placeholder: $(`${name}-placeholder`),
+    classroomId: null,
+    videoTrack: null,
+    audioTrack: null,
+    frames: 0,
+    width: 0,
+    height: 0,
+  };
+  if ('requestVideoFrameCallback' in HTMLVideoElement.prototype) {
+    const step = (_now, meta) => {
+      record.frames += 1;
+      record.width = meta.width;
+      record.height = meta.height;
+      record.video.requestVideoFrameCallback(step);
+    };
+    record.video.requestVideoFrameCallback(step);
+  }
+  return record;
+}
+
+// ------------------------------------------------------------------ i18n
+
+function t(key, vars = {}) {
+  const text = messages[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ''));
+}
+
+async function loadMessages() {
+  const response = await fetch(`/static/i18n/${lang}.json`);
+  messages = await response.json();
+  document.documentElement.lang = lang;
+  for (const node of document.querySelectorAll('[data-i18n]')) node.textContent = t(node.dataset.i18n);
+  const swap = $('lang-switch');
+  swap.textContent = lang === 'en' ? '中文' : 'English';
+  swap.href = lang === 'en' ? window.location.pathname : '?lang=en';
+  document.title = t('room.page_title', { title: t('room.title') });
+}
+
+function errorText(error) {
+  if (!error) return '';
+  for (const key of [`live.error.${error.code}`, `error.${error.code}`]) if (key in messages) return t(key);
+  return t('error.unknown', { code: error.code });
+}
+
+// ------------------------------------------------------------------ token
+
+/** `#token=` moves to sessionStorage (see watch.js); each rejoin token replaces it. */
+function takeToken() {
+  const key = `tongbu.room.${lessonId}`;
+  const fromHash = new URLSearchParams(window.location.hash.slice(1)).get('token');
+  try {
+    if (fromHash) {
+      sessionStorage.setItem(key, fromHash);
+      history.replaceState(null, '', window.location.pathname + window.location.search);
+      return fromHash;
+    }
+    return sessionStorage.getItem(key);
+  } catch {
+    return fromHash;
+  }
+}
+
+function rememberRejoinToken(token) {
+  try {
+    sessionStorage.setItem(`tongbu.room.${lessonId}`, token);
+  } catch {
+    // storage disabled: a reload then needs the link again
+  }
+}
+
+// ------------------------------------------------------------------ own camera
+
+async function openCamera() {
+  const placeholder = $('self-placeholder');
+  try {
+    // The server caps a receiving room's video at 1 Mbit/s: 540p is plenty.
+    local = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: true, noiseSuppression: true },
+      video: { width: { ideal: 960 }, height: { ideal: 540 }, frameRate: { ideal: 25, max: 30 } },
+    });
+  } catch (error) {
+    placeholder.textContent = t('live.camera_failed', { reason: error.name || String(error) });
+    placeholder.dataset.status = 'error';
+    return;
+  }
+  const video = $('self-video');
+  video.srcObject = new MediaStream(local.getVideoTracks());
+  video.play().catch(() => {});
+  placeholder.hidden = true;
+}
+
+function localTrack(kind) {
+  return local && (kind === 'audio' ? local.getAudioTracks()[0] : local.getVideoTracks()[0]);
+}
+
+/** Mute by the teacher wins over the room's own buttons until the teacher lifts it. */
+function applyTeacherMute(kind, muted) {
+  if (mutedByTeacher[kind] === muted) return;
+  mutedByTeacher[kind] = muted;
+  const track = localTrack(kind);
+  if (track) track.enabled = !muted;
+  renderLocalControls();
+}
+
+function toggleLocal(kind) {
+  const track = localTrack(kind);
+  if (!track || mutedByTeacher[kind]) return;
+  track.enabled = !track.enabled;
+  renderLocalControls();
+}
+
+function renderLocalControls() {
+  const badges = [];
+  for (const [id, kind, on, off] of [
+    ['mic', 'audio', 'live.mic_on', 'live.mic_off'],
+    ['cam', 'video', 'live.cam_on', 'live.cam_off'],
+  ]) {
+    const track = localTrack(kind);
+    const node = $(id);
+    const enabled = Boolean(track && track.enabled);
+    node.disabled = !track || mutedByTeacher[kind];
+    node.textContent = t(enabled ? on : off);
+    node.setAttribute('aria-pressed', String(enabled));
+    if (mutedByTeacher[kind]) {
+      badges.push(badge(t(kind === 'audio' ? 'badge.audio_muted' : 'badge.video_muted'), 'muted'));
+    }
+  }
+  $('self-badges').replaceChildren(...badges);
+  const notice = $('notice');
+  const parts = [];
+  if (mutedByTeacher.audio) parts.push(t('room.muted_audio'));
+  if (mutedByTeacher.video) parts.push(t('room.muted_video'));
+  notice.hidden = parts.length === 0;
+  notice.textContent = parts.join(' ');
+}
+
+function badge(text, kind) {
+  const span = document.createElement('span');
+  span.className = `badge badge-${kind}`;
+  span.textContent = text;
+  return span;
+}
+
+// ------------------------------------------------------------------ lesson and media
+
+function me() {
+  const id = client?.joined?.you?.classroom_id;
+  return (client?.lessonState?.rooms ?? []).find((r) => r.classroom_id === id) ?? null;
+}
+
+function renderLessonState() {
+  const state = client?.lessonState;
+  if (!state) return;
+  const rooms = state.rooms;
+  const mine = me();
+  const main = rooms.find((r) => r.role === 'main');
+  $('teacher-name').textContent = main ? `${main.school_name} · ${main.name}` : t('role.main');
+  views.teacher.root.classList.toggle('offline', !main?.connected);
+
+  const stageId = state.stage_classroom_id;
+  const staged = rooms.find((r) => r.classroom_id === stageId);
+  const selfOnStage = stageId != null && stageId === mine?.classroom_id;
+  views.stage.root.hidden = !staged || selfOnStage;
+  $('stage-name').textContent = staged ? `${staged.school_name} · ${staged.name}` : '';
+  document.body.classList.toggle('self-on-stage', selfOnStage);
+  document.body.classList.toggle('has-stage', Boolean(staged) && !selfOnStage);
+
+  const hand = $('hand');
+  const raised = Boolean(mine?.hand_raised);
+  hand.setAttribute('aria-pressed', String(raised));
+  hand.textContent = selfOnStage ? t('room.on_stage') : t(raised ? 'room.lower_hand' : 'room.raise_hand');
+  hand.disabled = selfOnStage;
+  hand.classList.toggle('raised', raised);
+
+  if (mine) {
+    applyTeacherMute('audio', mine.audio_muted);
+    applyTeacherMute('video', mine.video_muted);
+  }
+  const online = rooms.filter((r) => r.connected).length;
+  $('presence').textContent = t('presence', { online, total: rooms.length });
+  const pill = $('lesson-state');
+  pill.hidden = false;
+  pill.textContent = t(`lesson.state.${state.state}`);
+  pill.dataset.state = state.state;
+  renderPlaceholders();
+}
+
+function renderMedia(receivers) {
+  // Map by mid through the latest slots: the staged room's m-lines carry another room's
+  // media after a `slots` message, with the same MediaStreamTrack.
+  const mainId = client?.lessonState?.rooms?.find((r) => r.role === 'main')?.classroom_id ?? null;
+  const stageId = client?.lessonState?.stage_classroom_id ?? null;
+  const wanted = { teacher: {}, stage: {} };
+  for (const r of receivers) {
+    if (r.classroomId == null || !r.track) continue;
+    const isTeacher = mainId != null ? r.classroomId === mainId : r.classroomId !== stageId;
+    const target = isTeacher ? wanted.teacher : wanted.stage;
+    target[r.kind] = r.track;
+    target.classroomId = r.classroomId;
+  }
+  for (const [name, media] of Object.entries(wanted)) {
+    const v = views[name];
+    v.classroomId = media.classroomId ?? null;
+    attach(v, 'video', media.video ?? null);
+    attach(v, 'audio', media.audio ?? null);
+  }
+  renderPlaceholders();
+  applySound();
+}
+
+function attach(v, kind, track) {
+  const field = kind === 'video' ? 'videoTrack' : 'audioTrack';
+  if (v[field] === track) return;
+  v[field] = track;
+  v[kind].srcObject = track ? new MediaStream([track]) : null;
+  if (track) v[kind].play().catch(() => {});
+}
+
+function renderPlaceholders() {
+  for (const v of Object.values(views)) v.placeholder.hidden = Boolean(v.videoTrack) && v.frames > 0;
+}
+
+function applySound() {
+  for (const v of Object.values(views)) {
+    v.audio.muted = !soundOn;
+    if (soundOn && v.audioTrack) {
+      v.audio.play().catch(() => {
+        soundOn = false; // autoplay with sound needs a gesture here: offer the button
+        renderSoundButton();
+      });
+    }
+  }
+  renderSoundButton();
+}
+
+function renderSoundButton() {
+  const node = $('sound');
+  node.textContent = t(soundOn ? 'sound.disable' : 'sound.enable');
+  node.setAttribute('aria-pressed', String(soundOn));
+}
+
+async function renderQuality() {
+  if (!client?.pc) return;
+  const sample = await meter.sample(client.pc);
+  link = summarise(Object.keys(sample.byMid), sample);
+  const node = $('quality');
+  node.hidden = !link.level;
+  if (!link.level) return;
+  node.className = `badge quality quality-${link.level}`;
+  node.textContent = `${t('quality.label')}：${t(`quality.${link.level}`)}`;
+  node.title = describe(link);
+}
+
+function toggleHand() {
+  const mine = me();
+  if (!client || !mine) return;
+  if (mine.hand_raised) client.lowerHand();
+  else client.raiseHand();
+}
+
+// ------------------------------------------------------------------ header, timer, status
+
+function renderLesson(joined) {
+  const lesson = joined.lesson;
+  const title = lesson.title || t('lesson.untitled', { subject: lesson.subject, grade: lesson.grade });
+  $('lesson-title').textContent = title;
+  document.title = t('room.page_title', { title });
+  const time = (iso) => new Date(iso).toLocaleTimeString(lang, { hour: '2-digit', minute: '2-digit' });
+  $('lesson-meta').textContent = t('teach.meta', {
+    room: joined.you.name,
+    teacher: lesson.teacher_name,
+    start: time(lesson.planned_start),
+    end: time(lesson.planned_end),
+  });
+}
+
+function clock(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const h = Math.floor(s / 3600);
+  const mm = String(Math.floor((s % 3600) / 60)).padStart(2, '0');
+  const ss = String(s % 60).padStart(2, '0');
+  return h ? `${h}:${mm}:${ss}` : `${mm}:${ss}`;
+}
+
+function renderTimer() {
+  const lesson = client?.joined?.lesson;
+  const node = $('timer');
+  if (!lesson || client.status === STATUS.ENDED) return;
+  const start = Date.parse(lesson.planned_start);
+  const end = Date.parse(lesson.planned_end);
+  const now = Date.now();
+  node.hidden = false;
+  node.textContent =
+    now < start
+      ? t('live.timer.before', { time: clock((start - now) / 1000) })
+      : t('live.timer.running', { elapsed: clock((now - start) / 1000), total: clock((end - start) / 1000) });
+  node.dataset.phase = now < start ? 'before' : now > end ? 'over' : 'running';
+}
+
+function renderStatus() {
+  const { status, attempt, delayMs, error } = lastStatus;
+  let text;
+  switch (status) {
+    case STATUS.CONNECTING:
+      text = client?.connections ? t('room.status.rejoining') : t('status.connecting');
+      break;
+    case STATUS.JOINED:
+      text = views.teacher.frames > 0 ? t('room.status.playing') : t('room.status.joined');
+      break;
+    case STATUS.RECONNECTING:
+      text = t('status.reconnecting', { seconds: Math.ceil(delayMs / 1000), attempt });
+      if (error && error.code === 'lesson_not_open') text = `${errorText(error)} · ${text}`;
+      break;
+    case STATUS.ENDED:
+      text = t('status.ended');
+      break;
+    case STATUS.REFUSED:
+      text = t('live.status.refused', { reason: errorText(error) });
+      break;
+    case STATUS.CLOSED:
+      text = t('status.closed');
+      break;
+    default:
+      text = t('status.loading');
+  }
+  const node = $('status');
+  node.textContent = text;
+  node.dataset.status = status;
+  document.body.classList.toggle('lesson-ended', status === STATUS.ENDED);
+  if (status === STATUS.ENDED) {
+    $('hand').disabled = true;
+    $('timer').dataset.phase = 'ended';
+    $('timer').textContent = t('lesson.state.ended');
+    for (const track of local?.getTracks() ?? []) track.stop();
+  }
+}
+
+// ------------------------------------------------------------------ test and debug hooks
+
+const summary = (v) => ({
+  classroomId: v.classroomId,
+  hasVideo: Boolean(v.videoTrack),
+  hasAudio: Boolean(v.audioTrack),
+  framesPresented: v.frames,
+  width: v.width,
+  height: v.height,
+  visible: !v.root.hidden,
+});
+
+window.tongbuRoom = {
+  lang,
+  lessonId,
+  get client() {
+    return client;
+  },
+  get status() {
+    return client?.status ?? STATUS.IDLE;
+  },
+  get handRaised() {
+    return Boolean(me()?.hand_raised);
+  },
+  get mutedByTeacher() {
+    return { ...mutedByTeacher };
+  },
+  get publishing() {
+    return (local?.getTracks() ?? []).map((track) => ({ kind: track.kind, enabled: track.enabled }));
+  },
+  get link() {
+    return link;
+  },
+  teacher: () => summary(views.teacher),
+  stage: () => summary(views.stage),
+  async stats() {
+    const inbound = client ? await client.inboundStats() : {};
+    return {
+      status: this.status,
+      teacher: summary(views.teacher),
+      stage: summary(views.stage),
+      stageClassroomId: client?.lessonState?.stage_classroom_id ?? null,
+      connections: client?.connections ?? 0,
+      link,
+      tracks: (client?.receivers() ?? []).map((r) => ({
+        mid: r.mid,
+        kind: r.kind,
+        classroomId: r.classroomId,
+        ...(inbound[r.mid] ?? {}),
+      })),
+    };
+  },
+};
+
+// ------------------------------------------------------------------ start
+
+async function main() {
+  await loadMessages();
+  renderLocalControls();
+  const token = takeToken();
+  if (!lessonId || !token) {
+    $('status').textContent = t('live.status.no_token');
+    $('status').dataset.status = 'no_token';
+    $('self-placeholder').textContent = '';
+    return;
+  }
+  $('hand').addEventListener('click', toggleHand);
+  $('mic').addEventListener('click', () => toggleLocal('audio'));
+  $('cam').addEventListener('click', () => toggleLocal('video'));
+  $('sound').addEventListener('click', () => {
+    soundOn = !soundOn;
+    applySound();
+  });
+  document.addEventListener('keydown', (event) => {
+    if (event.altKey || event.ctrlKey || event.metaKey || event.repeat) return;
+    if (event.target.closest?.('input, textarea, select')) return;
+    if (event.key.toLowerCase() === 'h') toggleHand();
+  });
+
+  await openCamera(); // without a camera the room still watches and raises its hand
+  renderLocalControls();
+  const publish = local
+    ? { audio: localTrack('audio') ?? undefined, video: localTrack('video') ?? undefined }
+    : null;
+  client = new TongbuClient({
+    token,
+    lessonId,
+    role: 'receiving',
+    client: { name: 'tongbu-room', version: '1' },
+    publish,
+  });
+  client.addEventListener('status', (e) => {
+    lastStatus = e.detail;
+    renderStatus();
+  });
+  client.addEventListener('joined', (e) => {
+    rememberRejoinToken(e.detail.joined.rejoin_token);
+    renderLesson(e.detail.joined);
+    renderTimer();
+  });
+  client.addEventListener('lesson_state', () => {
+    renderLessonState();
+    renderMedia(client.receivers());
+  });
+  client.addEventListener('media', (e) => renderMedia(e.detail.receivers));
+  client.addEventListener('mute_request', (e) => applyTeacherMute(e.detail.kind, e.detail.muted));
+  client.addEventListener('error', (e) => console.warn('tongbu:', e.detail.error.code, e.detail.error.message));
+  client.start();
+  setInterval(() => {
+    renderPlaceholders();
+    renderStatus();
+    renderTimer();
+  }, 1000);
+  setInterval(() => renderQuality().catch(() => {}), 2000);
+}
+
+main().catch((error) => {
+  console.error(error);
+  $('status').textContent = String(error);
+});

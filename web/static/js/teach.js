@@ -1,0 +1,662 @@
+// The teacher console (主讲教室): the main room's own camera, published through the same
+// protocol as a classroom box, and its one to four receiving rooms as tiles, each with its
+// link quality and the teacher's controls (stage, answer a raised hand, mute), plus the
+// lesson timer and "end the lesson". protocol.js does all the protocol work.
+//
+// The join token comes in the URL fragment (`/teach/7#token=JOIN&api=BEARER`), like the
+// viewer's. `api` is an optional REST API bearer token, needed only to end the lesson; the
+// button is hidden without it. (The accounts work will replace it with the session cookie.)
+//
+// Tests read `window.tongbuConsole` (end of file) rather than scraping the DOM.
+
+import { STATUS, TongbuClient } from './protocol.js';
+import { LinkMeter, describe, summarise } from './quality.js';
+
+const params = new URLSearchParams(window.location.search);
+const lang = params.get('lang') === 'en' ? 'en' : 'zh-CN';
+const lessonId = Number(window.location.pathname.match(/\/teach\/(\d+)/)?.[1]) || null;
+
+const $ = (id) => document.getElementById(id);
+const roomsNode = $('rooms');
+
+let messages = {};
+let client = null;
+let credentials = { token: null, api: null };
+let local = null; // MediaStream of our camera and microphone, or null
+let soundOn = true;
+let lastStatus = { status: STATUS.IDLE };
+let endArmedUntil = 0;
+let selectedId = null; // the tile the keyboard shortcuts act on
+const meter = new LinkMeter();
+const tiles = new Map(); // classroom_id -> tile record
+
+// ------------------------------------------------------------------ i18n
+
+function t(key, vars = {}) {
+  const text = messages[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ''));
+}
+
+async function loadMessages() {
+  const response = await fetch(`/static/i18n/${lang}.json`);
+  messages = await response.json();
+  document.documentElement.lang = lang;
+  for (const node of document.querySelectorAll('[data-i18n]')) node.textContent = t(node.dataset.i18n);
+  const swap = $('lang-switch');
+  swap.textContent = lang === 'en' ? '中文' : 'English';
+  swap.href = lang === 'en' ? window.location.pathname : '?lang=en';
+  document.title = t('teach.page_title', { title: t('teach.title') });
+}
+
+function errorText(error) {
+  if (!error) return '';
+  for (const key of [`live.error.${error.code}`, `error.${error.code}`]) if (key in messages) return t(key);
+  return t('error.unknown', { code: error.code });
+}
+
+// ------------------------------------------------------------------ credentials
+
+/**
+ * `#token=JOIN&api=BEARER` moves to sessionStorage and leaves the address bar, so a copied
+ * link or a screenshot does not carry it while a reload still works. The rejoin token of
+ * each `joined` replaces the join token there (the original may be short-lived).
+ */
+function takeCredentials() {
+  const key = `tongbu.teach.${lessonId}`;
+  const hash = new URLSearchParams(window.location.hash.slice(1));
+  const fromHash = { token: hash.get('token'), api: hash.get('api') };
+  try {
+    if (fromHash.token) {
+      sessionStorage.setItem(key, JSON.stringify(fromHash));
+      history.replaceState(null, '', window.location.pathname + window.location.search);
+      return fromHash;
+    }
+    return JSON.parse(sessionStorage.getItem(key) || 'null') || fromHash;
+  } catch {
+    return fromHash;
+  }
+}
+
+function rememberRejoinToken(token) {
+  try {
+    sessionStorage.setItem(`tongbu.teach.${lessonId}`, JSON.stringify({ ...credentials, token }));
+  } catch {
+    // storage disabled: a reload then needs the link again
+  }
+}
+
+// ------------------------------------------------------------------ own camera
+
+async function openCamera() {
+  const placeholder = $('self-placeholder');
+  try {
+    local = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: true, noiseSuppression: true },
+      video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 25, max: 30 } },
+    });
+  } catch (error) {
+    placeholder.textContent = t('live.camera_failed', { reason: error.name || String(error) });
+    placeholder.dataset.status = 'error';
+    return null;
+  }
+  const video = $('self-video');
+  video.srcObject = new MediaStream(local.getVideoTracks());
+  video.play().catch(() => {});
+  placeholder.hidden = true;
+  return local;
+}
+
+function toggleLocal(kind) {
+  const track = local && (kind === 'audio' ? local.getAudioTracks()[0] : local.getVideoTracks()[0]);
+  if (!track) return;
+  track.enabled = !track.enabled;
+  renderLocalControls();
+}
+
+function renderLocalControls() {
+  for (const [id, kind, on, off] of [
+    ['mic', 'audio', 'live.mic_on', 'live.mic_off'],
+    ['cam', 'video', 'live.cam_on', 'live.cam_off'],
+  ]) {
+    const track = local && (kind === 'audio' ? local.getAudioTracks()[0] : local.getVideoTracks()[0]);
+    const button = $(id);
+    button.disabled = !track;
+    const enabled = Boolean(track && track.enabled);
+    button.textContent = t(enabled ? on : off);
+    button.setAttribute('aria-pressed', String(enabled));
+  }
+}
+
+// ------------------------------------------------------------------ room tiles
+
+function button(action, onClick) {
+  const node = document.createElement('button');
+  node.type = 'button';
+  node.dataset.action = action;
+  node.addEventListener('click', onClick);
+  return node;
+}
+
+function makeTile(classroomId) {
+  const root = document.createElement('figure');
+  root.className = 'tile room-tile offline';
+  root.dataset.classroomId = String(classroomId);
+  root.tabIndex = -1; // focusable by the 1–4 shortcuts, not in the Tab order itself
+
+  const video = document.createElement('video');
+  video.autoplay = true;
+  video.playsInline = true;
+  video.muted = true; // sound goes through <audio>, so autoplay of the picture never blocks
+  video.dataset.classroomId = String(classroomId);
+  video.dataset.kind = 'video';
+  const audio = document.createElement('audio');
+  audio.autoplay = true;
+  audio.dataset.classroomId = String(classroomId);
+  audio.dataset.kind = 'audio';
+  const placeholder = document.createElement('div');
+  placeholder.className = 'placeholder';
+
+  const caption = document.createElement('figcaption');
+  const name = document.createElement('span');
+  name.className = 'room-name';
+  const school = document.createElement('span');
+  school.className = 'school-name';
+  const badges = document.createElement('span');
+  badges.className = 'badges';
+  const quality = document.createElement('span');
+  quality.className = 'badge quality';
+  quality.hidden = true;
+  caption.append(name, school, badges, quality);
+
+  const tile = {
+    classroomId,
+    root,
+    video,
+    audio,
+    placeholder,
+    name,
+    school,
+    badges,
+    quality,
+    room: null,
+    videoTrack: null,
+    audioTrack: null,
+    frames: 0,
+    width: 0,
+    height: 0,
+    link: null,
+  };
+  const actions = document.createElement('div');
+  actions.className = 'room-actions';
+  tile.stageButton = button('stage', () => toggleStage(tile));
+  tile.answerButton = button('answer', () => answerHand(tile));
+  tile.audioButton = button('mute-audio', () => toggleMute(tile, 'audio'));
+  tile.videoButton = button('mute-video', () => toggleMute(tile, 'video'));
+  actions.append(tile.stageButton, tile.answerButton, tile.audioButton, tile.videoButton);
+  root.append(video, audio, placeholder, caption, actions);
+  root.addEventListener('focusin', () => {
+    selectedId = classroomId;
+  });
+  countFrames(tile);
+  return tile;
+}
+
+function countFrames(tile) {
+  if (!('requestVideoFrameCallback' in HTMLVideoElement.prototype)) return;
+  const step = (_now, meta) => {
+    tile.frames += 1;
+    tile.width = meta.width;
+    tile.height = meta.height;
+    tile.video.requestVideoFrameCallback(step);
+  };
+  tile.video.requestVideoFrameCallback(step);
+}
+
+function badge(text, kind) {
+  const span = document.createElement('span');
+  span.className = `badge badge-${kind}`;
+  span.textContent = text;
+  return span;
+}
+
+function receivingRooms() {
+  return (client?.lessonState?.rooms ?? []).filter((r) => r.role === 'receiving');
+}
+
+function renderRooms() {
+  const state = client?.lessonState;
+  if (!state) return;
+  const rooms = receivingRooms();
+  const stage = state.stage_classroom_id;
+  const seen = new Set();
+  for (const room of rooms) {
+    seen.add(room.classroom_id);
+    let tile = tiles.get(room.classroom_id);
+    if (!tile) {
+      tile = makeTile(room.classroom_id);
+      tiles.set(room.classroom_id, tile);
+    }
+    roomsNode.append(tile.root); // roster order
+    tile.room = room;
+    const onStage = stage === room.classroom_id;
+    tile.root.classList.toggle('on-stage', onStage);
+    tile.root.classList.toggle('offline', !room.connected);
+    tile.root.classList.toggle('hand-raised', room.hand_raised);
+    tile.name.textContent = room.name || t('tile.unnamed', { id: room.classroom_id });
+    tile.school.textContent = room.school_name;
+    const badges = [];
+    if (onStage) badges.push(badge(t('badge.stage'), 'stage'));
+    if (room.hand_raised) badges.push(badge(`✋ ${t('badge.hand')}`, 'hand'));
+    if (!room.connected) badges.push(badge(t('badge.offline'), 'offline'));
+    if (room.audio_muted) badges.push(badge(t('badge.audio_muted'), 'muted'));
+    if (room.video_muted) badges.push(badge(t('badge.video_muted'), 'muted'));
+    tile.badges.replaceChildren(...badges);
+
+    const label = room.school_name || tile.name.textContent;
+    tile.stageButton.textContent = t(onStage ? 'teach.unstage' : 'teach.stage');
+    tile.stageButton.setAttribute('aria-pressed', String(onStage));
+    tile.stageButton.setAttribute('aria-label', `${tile.stageButton.textContent} · ${label}`);
+    tile.answerButton.textContent = t('teach.answer');
+    tile.answerButton.hidden = !room.hand_raised;
+    tile.answerButton.setAttribute('aria-label', `${t('teach.answer')} · ${label}`);
+    tile.audioButton.textContent = t(room.audio_muted ? 'teach.unmute_audio' : 'teach.mute_audio');
+    tile.audioButton.setAttribute('aria-pressed', String(room.audio_muted));
+    tile.videoButton.textContent = t(room.video_muted ? 'teach.unmute_video' : 'teach.mute_video');
+    tile.videoButton.setAttribute('aria-pressed', String(room.video_muted));
+  }
+  for (const [id, tile] of tiles) {
+    if (!seen.has(id)) {
+      tile.root.remove();
+      tiles.delete(id);
+    }
+  }
+  roomsNode.dataset.count = String(rooms.length);
+
+  const hands = rooms.filter((r) => r.hand_raised);
+  const pill = $('hands');
+  pill.hidden = hands.length === 0;
+  pill.textContent = t('teach.hands', { count: hands.length });
+  const staged = rooms.find((r) => r.classroom_id === stage);
+  $('stage-line').textContent = staged
+    ? t('teach.on_stage', { room: staged.school_name || staged.name })
+    : t('teach.no_stage');
+  const online = rooms.filter((r) => r.connected).length;
+  $('presence').textContent = t('teach.presence', { online, total: rooms.length });
+  const statePill = $('lesson-state');
+  statePill.hidden = false;
+  statePill.textContent = t(`lesson.state.${state.state}`);
+  statePill.dataset.state = state.state;
+  renderPlaceholders();
+  applySound();
+}
+
+function renderMedia(receivers) {
+  // The same MediaStreamTrack may move to another room after a `slots` message (the
+  // server maps m-lines to rooms by mid), so rebuild the mapping on every change.
+  const byRoom = new Map();
+  for (const r of receivers) {
+    if (r.classroomId == null || !r.track) continue;
+    const entry = byRoom.get(r.classroomId) ?? { mids: [] };
+    entry[r.kind] = r.track;
+    entry.mids.push(r.mid);
+    byRoom.set(r.classroomId, entry);
+  }
+  for (const tile of tiles.values()) {
+    const media = byRoom.get(tile.classroomId) ?? { mids: [] };
+    tile.mids = media.mids;
+    attach(tile, 'video', media.video ?? null);
+    attach(tile, 'audio', media.audio ?? null);
+  }
+  renderPlaceholders();
+  applySound();
+}
+
+function attach(tile, kind, track) {
+  const field = kind === 'video' ? 'videoTrack' : 'audioTrack';
+  if (tile[field] === track) return;
+  tile[field] = track;
+  tile[kind].srcObject = track ? new MediaStream([track]) : null;
+  tile.root.classList.toggle(`has-${kind}`, Boolean(track));
+  if (track) tile[kind].play().catch(() => {});
+}
+
+function renderPlaceholders() {
+  for (const tile of tiles.values()) {
+    const connected = tile.room ? tile.room.connected : true;
+    let text = connected ? t('tile.waiting') : t('tile.offline');
+    if (connected && tile.room?.video_muted) text = t('badge.video_muted');
+    tile.placeholder.textContent = text;
+    tile.placeholder.hidden = Boolean(tile.videoTrack) && tile.frames > 0 && !tile.room?.video_muted;
+  }
+}
+
+async function renderQuality() {
+  if (!client?.pc) return;
+  const sample = await meter.sample(client.pc);
+  for (const tile of tiles.values()) {
+    const link = tile.mids?.length ? summarise(tile.mids, sample) : null;
+    tile.link = link;
+    const node = tile.quality;
+    node.hidden = !link?.level;
+    if (!link?.level) continue;
+    node.className = `badge quality quality-${link.level}`;
+    node.textContent = t(`quality.${link.level}`);
+    node.title = describe(link);
+    node.setAttribute('aria-label', `${t('quality.label')}: ${t(`quality.${link.level}`)} (${describe(link)})`);
+  }
+}
+
+// ------------------------------------------------------------------ teacher's actions
+
+function toggleStage(tile) {
+  if (!client) return;
+  const staged = client.lessonState?.stage_classroom_id === tile.classroomId;
+  client.stage(staged ? null : tile.classroomId);
+}
+
+function answerHand(tile) {
+  if (client && tile.room?.hand_raised) client.lowerHand(tile.classroomId);
+}
+
+function toggleMute(tile, kind) {
+  if (!client || !tile.room) return;
+  const muted = kind === 'audio' ? tile.room.audio_muted : tile.room.video_muted;
+  client.muteRequest(tile.classroomId, kind, !muted);
+}
+
+/** Two presses within five seconds: ending a lesson for every room must not be a slip. */
+async function endLesson() {
+  const node = $('end-lesson');
+  const now = performance.now();
+  if (now > endArmedUntil) {
+    endArmedUntil = now + 5000;
+    node.textContent = t('teach.end_confirm');
+    node.dataset.armed = 'true';
+    setTimeout(() => {
+      if (performance.now() >= endArmedUntil && node.dataset.armed === 'true') {
+        node.dataset.armed = 'false';
+        node.textContent = t('teach.end');
+      }
+    }, 5100);
+    return;
+  }
+  endArmedUntil = 0;
+  node.disabled = true;
+  node.dataset.armed = 'false';
+  node.textContent = t('teach.ending');
+  try {
+    const response = await fetch(`/api/v1/lessons/${lessonId}/end`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${credentials.api}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ reason: 'ended_by_teacher' }),
+      credentials: 'same-origin',
+    });
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      throw new Error(body?.error?.message || `HTTP ${response.status}`);
+    }
+    // The server now sends `lesson_ended` on every socket, ours included.
+  } catch (error) {
+    node.disabled = false;
+    node.textContent = t('teach.end');
+    showNotice(t('teach.end_failed', { reason: error.message }));
+  }
+}
+
+let noticeUntil = 0;
+
+/** A refusal or failure, shown in the status line for a few seconds. */
+function showNotice(text) {
+  noticeUntil = performance.now() + 6000;
+  const node = $('status');
+  node.textContent = text;
+  node.dataset.status = 'error';
+}
+
+// ------------------------------------------------------------------ sound
+
+/** The teacher hears every receiving room (a room the teacher mutes is not forwarded). */
+function applySound() {
+  for (const tile of tiles.values()) {
+    tile.audio.muted = !soundOn;
+    if (soundOn && tile.audioTrack) {
+      tile.audio.play().catch(() => {
+        // Autoplay with sound needs a gesture on this browser: offer the button.
+        soundOn = false;
+        renderSoundButton();
+      });
+    }
+  }
+  renderSoundButton();
+}
+
+function renderSoundButton() {
+  const node = $('sound');
+  node.textContent = t(soundOn ? 'sound.disable' : 'sound.enable');
+  node.setAttribute('aria-pressed', String(soundOn));
+}
+
+// ------------------------------------------------------------------ header, timer, status
+
+function renderLesson(joined) {
+  const lesson = joined.lesson;
+  const title = lesson.title || t('lesson.untitled', { subject: lesson.subject, grade: lesson.grade });
+  $('lesson-title').textContent = title;
+  document.title = t('teach.page_title', { title });
+  const time = (iso) => new Date(iso).toLocaleTimeString(lang, { hour: '2-digit', minute: '2-digit' });
+  $('lesson-meta').textContent = t('teach.meta', {
+    room: joined.you.name,
+    teacher: lesson.teacher_name,
+    start: time(lesson.planned_start),
+    end: time(lesson.planned_end),
+  });
+}
+
+function clock(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const h = Math.floor(s / 3600);
+  const mm = String(Math.floor((s % 3600) / 60)).padStart(2, '0');
+  const ss = String(s % 60).padStart(2, '0');
+  return h ? `${h}:${mm}:${ss}` : `${mm}:${ss}`;
+}
+
+/** Time into the lesson against its timetabled length (a countdown before the start). */
+function renderTimer() {
+  const lesson = client?.joined?.lesson;
+  const node = $('timer');
+  if (!lesson || client.status === STATUS.ENDED) return;
+  const start = Date.parse(lesson.planned_start);
+  const end = Date.parse(lesson.planned_end);
+  const now = Date.now();
+  node.hidden = false;
+  if (now < start) {
+    node.textContent = t('live.timer.before', { time: clock((start - now) / 1000) });
+    node.dataset.phase = 'before';
+  } else {
+    node.textContent = t('live.timer.running', {
+      elapsed: clock((now - start) / 1000),
+      total: clock((end - start) / 1000),
+    });
+    node.dataset.phase = now > end ? 'over' : 'running';
+  }
+}
+
+function renderStatus() {
+  const { status, attempt, delayMs, error } = lastStatus;
+  let text;
+  switch (status) {
+    case STATUS.CONNECTING:
+      text = t('status.connecting');
+      break;
+    case STATUS.JOINED: {
+      const playing = [...tiles.values()].filter((tile) => tile.videoTrack && tile.frames > 0).length;
+      text = t('teach.status.joined', { playing, total: tiles.size });
+      break;
+    }
+    case STATUS.RECONNECTING:
+      text = t('status.reconnecting', { seconds: Math.ceil(delayMs / 1000), attempt });
+      if (error && error.code === 'lesson_not_open') text = `${errorText(error)} · ${text}`;
+      break;
+    case STATUS.ENDED:
+      text = t('status.ended');
+      break;
+    case STATUS.REFUSED:
+      text = t('live.status.refused', { reason: errorText(error) });
+      break;
+    case STATUS.CLOSED:
+      text = t('status.closed');
+      break;
+    default:
+      text = t('status.loading');
+  }
+  const node = $('status');
+  if (status === STATUS.JOINED && performance.now() < noticeUntil) return; // let the notice be read
+  node.textContent = text;
+  node.dataset.status = status;
+  document.body.classList.toggle('lesson-ended', status === STATUS.ENDED);
+  if (status === STATUS.ENDED) {
+    $('end-lesson').hidden = true;
+    $('timer').dataset.phase = 'ended';
+    $('timer').textContent = t('lesson.state.ended');
+    for (const track of local?.getTracks() ?? []) track.stop(); // the camera light goes off
+  }
+}
+
+// ------------------------------------------------------------------ keyboard
+
+/** 1–4 select a room; S stages it (or takes it off), A answers its hand, M mutes its sound. */
+function onKey(event) {
+  if (event.altKey || event.ctrlKey || event.metaKey) return;
+  if (event.target.closest?.('input, textarea, select')) return;
+  const ordered = [...roomsNode.querySelectorAll('figure.room-tile')];
+  if (/^[1-4]$/.test(event.key)) {
+    const node = ordered[Number(event.key) - 1];
+    if (node) {
+      selectedId = Number(node.dataset.classroomId);
+      node.focus();
+    }
+    return;
+  }
+  const tile = tiles.get(selectedId);
+  if (!tile) return;
+  const key = event.key.toLowerCase();
+  if (key === 's') toggleStage(tile);
+  else if (key === 'a') answerHand(tile);
+  else if (key === 'm') toggleMute(tile, 'audio');
+}
+
+// ------------------------------------------------------------------ test and debug hooks
+
+function roomSummaries() {
+  const stage = client?.lessonState?.stage_classroom_id ?? null;
+  return [...tiles.values()].map((tile) => ({
+    classroomId: tile.classroomId,
+    name: tile.room?.name ?? null,
+    schoolName: tile.room?.school_name ?? null,
+    connected: tile.room?.connected ?? null,
+    onStage: tile.classroomId === stage,
+    handRaised: tile.room?.hand_raised ?? false,
+    audioMuted: tile.room?.audio_muted ?? false,
+    videoMuted: tile.room?.video_muted ?? false,
+    hasVideo: Boolean(tile.videoTrack),
+    hasAudio: Boolean(tile.audioTrack),
+    framesPresented: tile.frames,
+    width: tile.width,
+    height: tile.height,
+    link: tile.link,
+  }));
+}
+
+window.tongbuConsole = {
+  lang,
+  lessonId,
+  get client() {
+    return client;
+  },
+  get status() {
+    return client?.status ?? STATUS.IDLE;
+  },
+  get publishing() {
+    return (local?.getTracks() ?? []).map((track) => ({ kind: track.kind, enabled: track.enabled }));
+  },
+  rooms: roomSummaries,
+  async stats() {
+    const inbound = client ? await client.inboundStats() : {};
+    const tracks = (client?.receivers() ?? []).map((r) => ({
+      mid: r.mid,
+      kind: r.kind,
+      classroomId: r.classroomId,
+      ...(inbound[r.mid] ?? {}),
+    }));
+    return { status: this.status, rooms: roomSummaries(), tracks };
+  },
+};
+
+// ------------------------------------------------------------------ start
+
+async function main() {
+  await loadMessages();
+  renderLocalControls();
+  credentials = takeCredentials();
+  if (!lessonId || !credentials.token) {
+    $('status').textContent = t('live.status.no_token');
+    $('status').dataset.status = 'no_token';
+    $('self-placeholder').textContent = '';
+    return;
+  }
+  $('end-lesson').hidden = !credentials.api;
+  $('end-lesson').addEventListener('click', endLesson);
+  $('sound').addEventListener('click', () => {
+    soundOn = !soundOn;
+    applySound();
+  });
+  $('mic').addEventListener('click', () => toggleLocal('audio'));
+  $('cam').addEventListener('click', () => toggleLocal('video'));
+  document.addEventListener('keydown', onKey);
+
+  // Publish what we can: without a camera the teacher still sees and runs the lesson.
+  await openCamera();
+  renderLocalControls();
+  const publish = local
+    ? { audio: local.getAudioTracks()[0] ?? undefined, video: local.getVideoTracks()[0] ?? undefined }
+    : null;
+
+  client = new TongbuClient({
+    token: credentials.token,
+    lessonId,
+    role: 'main',
+    client: { name: 'tongbu-teach', version: '1' },
+    publish,
+  });
+  client.addEventListener('status', (e) => {
+    lastStatus = e.detail;
+    renderStatus();
+  });
+  client.addEventListener('joined', (e) => {
+    rememberRejoinToken(e.detail.joined.rejoin_token);
+    renderLesson(e.detail.joined);
+    renderTimer();
+  });
+  client.addEventListener('lesson_state', () => {
+    renderRooms();
+    renderMedia(client.receivers());
+  });
+  client.addEventListener('media', (e) => renderMedia(e.detail.receivers));
+  client.addEventListener('error', (e) => {
+    const { error } = e.detail;
+    console.warn('tongbu:', error.code, error.message);
+    if (!error.fatal) showNotice(errorText(error));
+  });
+  client.start();
+  setInterval(() => {
+    renderPlaceholders();
+    renderStatus();
+    renderTimer();
+  }, 1000);
+  setInterval(() => renderQuality().catch(() => {}), 2000);
+}
+
+main().catch((error) => {
+  console.error(error);
+  $('status').textContent = String(error);
+});
