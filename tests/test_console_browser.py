@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from urllib.parse import quote
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
 
 from tests.browser import artifact_path, chromium_available, launch_chromium
 from tests.live_harness import (
@@ -31,15 +32,17 @@ from tests.live_harness import (
     stop_all,
     wait_for,
 )
-from web.pages import setup_pages
+from web.pages import STATIC_ROOT, setup_pages
 
 playwright_api = pytest.importorskip("playwright.async_api")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not chromium_available(), reason="needs /usr/bin/chromium"),
-    pytest.mark.timeout(300),
-]
+pytestmark = pytest.mark.timeout(300)
+
+
+def in_chromium(test: Callable[..., Any]) -> Callable[..., Any]:
+    """A browser test (the module also holds two that need no browser)."""
+    test = pytest.mark.browser(test)
+    return pytest.mark.skipif(not chromium_available(), reason="needs /usr/bin/chromium")(test)
 
 
 # signaling/session.py `_on_mute_request` calls `lesson.emit("mute", classroom_id,
@@ -104,6 +107,7 @@ def errors_in(console: list[str]) -> list[str]:
     return [line for line in console if line.startswith("pageerror")]
 
 
+@in_chromium
 async def test_console_and_room_page_run_a_lesson_with_agents(
     chromium: Any, tmp_path: Path
 ) -> None:
@@ -197,8 +201,8 @@ async def test_console_and_room_page_run_a_lesson_with_agents(
             await console_page.wait_for_timeout(1500)  # quality badges and frames settle
             await console_page.screenshot(path=str(artifact_path("console-zh-CN.png")))
             await room_page.screenshot(path=str(artifact_path("room-zh-CN.png")))
-            await console_page.click(
-                f"figure.room-tile[data-classroom-id='{browser_room}'] button[data-action='answer']")
+            answer = f"figure.room-tile[data-classroom-id='{browser_room}'] [data-action='answer']"
+            await console_page.click(answer)
             await hand.wait_for(state="detached", timeout=10_000)
             await eventually(lambda: room_page.evaluate("window.tongbuRoom.handRaised"),
                              lambda raised: raised is False, 10, "the room's hand to go down")
@@ -258,6 +262,7 @@ async def pages_only() -> AsyncIterator[str]:
         await server.close()
 
 
+@in_chromium
 @pytest.mark.parametrize("page_name", ["teach", "room"])
 async def test_pages_without_a_token_say_so_and_fit_a_phone(
     chromium: Any, pages_only: str, page_name: str
@@ -272,6 +277,7 @@ async def test_pages_without_a_token_say_so_and_fit_a_phone(
     assert not errors_in(log), log
 
 
+@in_chromium
 async def test_pages_speak_english_on_request(chromium: Any, pages_only: str) -> None:
     room, _ = await open_page(chromium, f"{pages_only}/room/7?lang=en")
     await room.locator("#status[data-status='no_token']").wait_for()
@@ -281,3 +287,35 @@ async def test_pages_speak_english_on_request(chromium: Any, pages_only: str) ->
     await teach.locator("#status[data-status='no_token']").wait_for()
     assert "join token" in await teach.locator("#status").inner_text()
     assert await teach.locator("#end-lesson").is_hidden()  # no API credentials in the link
+
+
+# --------------------------------------------------------------- no browser needed
+
+
+@pytest.mark.parametrize("page_name", ["teach", "room"])
+async def test_live_pages_are_served_with_the_page_policy(page_name: str) -> None:
+    app = web.Application()
+    setup_pages(app)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get(f"/{page_name}/42")
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+        body = await response.text()
+    assert f'<script type="module" src="/static/js/{page_name}.js">' in body
+
+
+def test_catalogues_cover_every_key_the_live_pages_use() -> None:
+    zh = json.loads((STATIC_ROOT / "i18n/zh-CN.json").read_text())
+    en = json.loads((STATIC_ROOT / "i18n/en.json").read_text())
+    for page_name in ("teach", "room"):
+        html = (STATIC_ROOT / f"{page_name}.html").read_text()
+        script = (STATIC_ROOT / f"js/{page_name}.js").read_text()
+        used = set(re.findall(r'data-i18n="([\w.]+)"', html))
+        used |= set(re.findall(r"\bt\('([\w.]+)'", script))
+        assert len(used) > 20, page_name
+        assert used <= zh.keys(), (page_name, used - zh.keys())
+        assert used <= en.keys(), (page_name, used - en.keys())
+    # Keys built at run time: quality levels and the lesson states in the header.
+    for level in ("good", "fair", "poor"):
+        assert f"quality.{level}" in zh and f"quality.{level}" in en

@@ -50,7 +50,11 @@ async def test_watch_page_is_html_with_a_strict_policy(client: TestClient) -> No
     assert '<script type="module" src="/static/js/watch.js">' in body
 
 
-@pytest.mark.parametrize("path", ["/watch/abc", "/watch/", "/watch/1/x", "/watch/-1"])
+@pytest.mark.parametrize(
+    "path",
+    ["/watch/abc", "/watch/", "/watch/1/x", "/watch/-1", "/teach/abc", "/teach/", "/room/1/x",
+     "/room/-1"],
+)
 async def test_watch_page_needs_a_numeric_lesson(client: TestClient, path: str) -> None:
     assert (await client.get(path)).status == 404
 
@@ -64,6 +68,11 @@ async def test_watch_page_needs_a_numeric_lesson(client: TestClient, path: str) 
         ("/static/i18n/zh-CN.json", "application/json; charset=utf-8"),
         ("/static/i18n/en.json", "application/json; charset=utf-8"),
         ("/static/watch.html", "text/html; charset=utf-8"),
+        ("/static/js/teach.js", "text/javascript; charset=utf-8"),
+        ("/static/js/room.js", "text/javascript; charset=utf-8"),
+        ("/static/js/quality.js", "text/javascript; charset=utf-8"),
+        ("/static/teach.html", "text/html; charset=utf-8"),
+        ("/static/room.html", "text/html; charset=utf-8"),
         ("/static/library.html", "text/html; charset=utf-8"),
         ("/static/replay.html", "text/html; charset=utf-8"),
         ("/static/js/api.js", "text/javascript; charset=utf-8"),
