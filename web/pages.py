@@ -123,6 +123,10 @@ def _page(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
 library_page = _page("library.html")
 replay_page = _page("replay.html")
 
+# The admin pages (/admin): registers, scheduling and the live overview, one page with
+# hash routes (#schools, #classrooms, #pairings, #lessons, #live). It talks to /api/v1 only.
+admin_page = _page("admin.html")
+
 # The live classroom pages: the teacher console of the main room (/teach/{lesson_id}) and
 # the page of a receiving room (/room/{lesson_id}). Both publish the browser's camera and
 # microphone through the signaling protocol; their join token travels in the URL fragment
@@ -136,5 +140,6 @@ def setup_pages(app: web.Application) -> None:
     app.router.add_get(r"/watch/{lesson_id:\d{1,15}}", watch_page)
     app.router.add_get("/library", library_page)
     app.router.add_get(r"/replay/{recording_id:\d{1,15}}", replay_page)
+    app.router.add_get("/admin", admin_page)
     app.router.add_get(r"/teach/{lesson_id:\d{1,15}}", teach_page)
     app.router.add_get(r"/room/{lesson_id:\d{1,15}}", room_page)
