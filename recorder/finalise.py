@@ -34,7 +34,9 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -43,6 +45,7 @@ from typing import Any
 
 from recorder import chapters as chapters_mod
 from recorder import hls_vod, remux, thumbnails
+from recorder.storage.local import hash_and_stamp
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,9 @@ FAST_STEPS = ("remux", "chapters")
 SLOW_STEPS = ("thumbnails", "room_hls", "room_audio")
 COMPOSITE_STEPS = ("composite", "composite_hls")
 SLOW_NICE = 10  # the worker process's niceness: live lessons first
+# Below this much packet log, rooms are remuxed in this process one after another: a
+# worker process costs ~0.3 s to start (Python + PyAV), more than a short lesson's remux.
+PARALLEL_REMUX_MIN_BYTES = 32 * 1024 * 1024
 
 # Called after each phase with the manifest written so far (the library registers it).
 ManifestListener = Callable[[dict[str, Any]], Awaitable[None]]
@@ -137,7 +143,11 @@ class _Work:
 
 
 def _entry(final_dir: Path, path: Path, role: str, mime: str, *, classroom_id: int | None = None,
-           duration_s: float | None = None, **extra: Any) -> dict[str, Any]:
+           duration_s: float | None = None, sha256: str | None = None,
+           **extra: Any) -> dict[str, Any]:
+    """A manifest file entry. Its sha256 is computed here (the file was just written, its
+    pages are warm) unless the step already has it, so the library never reads the file
+    again to hash it (recorder/library.py register_recording, recorder/storage/local.py)."""
     return {
         "path": path.relative_to(final_dir).as_posix(),
         "role": role,
@@ -145,6 +155,7 @@ def _entry(final_dir: Path, path: Path, role: str, mime: str, *, classroom_id: i
         "mime": mime,
         "duration_s": None if duration_s is None else round(duration_s, 3),
         "bytes": path.stat().st_size,
+        "sha256": sha256 or hash_and_stamp(path),
         **extra,
     }
 
@@ -178,20 +189,123 @@ def _rooms_by_id(info: dict[str, Any]) -> dict[int, dict[str, Any]]:
 # ---------------------------------------------------------------- steps (blocking)
 
 
+def _remux_one(logs: remux.RoomLogs, out_dir: Path) -> dict[str, Any]:
+    """Remux one room and hash its files, in whichever process runs it (blocking).
+
+    Returns a JSON-able result; {"skipped": why} if the room has nothing playable."""
+    try:
+        result = remux.remux_room(logs, out_dir)
+    except ValueError as exc:  # nothing playable from this room
+        return {"classroom_id": logs.classroom_id, "skipped": str(exc)}
+    data = result.to_json()
+    # Hashed right after writing, in the same worker, while the pages are warm; fsynced
+    # here too, so the disk write overlaps the other rooms' remux instead of the library's
+    # registration (a hard link in the library is this very inode).
+    files = []
+    for file in result.files:
+        with open(file.path, "rb") as f:
+            os.fsync(f.fileno())
+        files.append({"name": file.path.name, "role": file.role, "mime": file.mime,
+                      "sha256": hash_and_stamp(file.path)})
+    data["files"] = files
+    return data
+
+
+def _remux_worker(capture_dir: Path, out_dir: Path) -> int:
+    """`python -m recorder.finalise --remux <capture> <out>`: one room id per stdin line,
+    one JSON result per stdout line, until stdin closes."""
+    logs = remux.find_room_logs(capture_dir)
+    for line in sys.stdin:
+        classroom_id = int(line)
+        try:
+            result = _remux_one(logs[classroom_id], out_dir)
+        except Exception as exc:
+            logger.exception("remux of room %s failed", classroom_id)
+            result = {"classroom_id": classroom_id, "error": repr(exc)}
+        sys.stdout.write(json.dumps(result) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def _remux_rooms(capture_dir: Path, out_dir: Path, logs: dict[int, remux.RoomLogs],
+                 processes: int | None) -> list[dict[str, Any]]:
+    """Every room remuxed, in parallel worker processes (one per core) when it pays.
+
+    The remux is per-packet Python under the GIL, so threads would not help; each worker
+    process takes the next room as soon as it is free, largest rooms first (blocking)."""
+    sizes = {cid: sum(p.stat().st_size for t in [*room.video, *([room.audio] if room.audio
+                                                               else [])] for p in t.parts)
+             for cid, room in logs.items()}
+    order = sorted(logs, key=lambda cid: (-sizes[cid], cid))
+    processes = min(len(order), processes or os.cpu_count() or 1)
+    if processes <= 1 or sum(sizes.values()) < PARALLEL_REMUX_MIN_BYTES:
+        return [_remux_one(logs[cid], out_dir) for cid in order]
+
+    jobs = list(order)
+    lock = threading.Lock()
+    results: list[dict[str, Any]] = []
+
+    def feed() -> None:
+        try:
+            _feed()
+        except Exception as exc:  # could not start or talk to a worker
+            with lock:
+                results.append({"classroom_id": None, "error": repr(exc)})
+
+    def _feed() -> None:
+        # one thread per worker process: hands it the next room, waits for its answer
+        with subprocess.Popen(
+                [sys.executable, "-m", "recorder.finalise", "--remux", str(capture_dir),
+                 str(out_dir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                text=True) as worker:
+            assert worker.stdin is not None and worker.stdout is not None
+            try:
+                while True:
+                    with lock:
+                        if not jobs or any("error" in r for r in results):
+                            break
+                        classroom_id = jobs.pop(0)
+                    worker.stdin.write(f"{classroom_id}\n")
+                    worker.stdin.flush()
+                    line = worker.stdout.readline()
+                    result = json.loads(line) if line else {
+                        "classroom_id": classroom_id,
+                        "error": f"remux worker exited ({worker.poll()})"}
+                    with lock:
+                        results.append(result)
+            finally:
+                worker.stdin.close()
+
+    threads = [threading.Thread(target=feed, name=f"remux-{i}") for i in range(processes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if len(results) != len(order) and not any("error" in r for r in results):
+        results.append({"classroom_id": None, "error": "remux workers left rooms undone"})
+    return results
+
+
 def step_remux(capture_dir: Path, final_dir: Path, info: dict[str, Any], *,
-               faststart: bool = True) -> dict[str, Any]:
-    """Per-room files; returns {"rooms": [...], "files": [...]} for the manifest."""
+               processes: int | None = None) -> dict[str, Any]:
+    """Per-room files; returns {"rooms": [...], "files": [...]} for the manifest.
+
+    Rooms are remuxed in parallel processes (`processes`, default one per core), and
+    each file's sha256 is computed by the process that wrote it."""
     work = _Work(final_dir, "remux")
     roster = _rooms_by_id(info)
     rooms: list[dict[str, Any]] = []
     files: list[dict[str, Any]] = []
     try:
         logs = remux.find_room_logs(capture_dir)
-        for classroom_id in sorted(logs):
-            try:
-                result = remux.remux_room(logs[classroom_id], work.dir)
-            except ValueError as exc:  # nothing playable from this room
-                logger.warning("lesson %s: %s", info.get("lesson_id"), exc)
+        results = _remux_rooms(capture_dir, work.dir, logs, processes)
+        failed = [r for r in results if "error" in r]
+        if failed:
+            raise RuntimeError(f"remux failed: {failed}")
+        for result in sorted(results, key=lambda r: r["classroom_id"]):
+            classroom_id = int(result["classroom_id"])
+            if "skipped" in result:
+                logger.warning("lesson %s: %s", info.get("lesson_id"), result["skipped"])
                 continue
             room = roster.get(classroom_id, {})
             rooms.append({
@@ -199,25 +313,27 @@ def step_remux(capture_dir: Path, final_dir: Path, info: dict[str, Any], *,
                 "role": room.get("role", "receiving"),
                 "name": room.get("name", f"classroom {classroom_id}"),
                 "position": room.get("position", 0),
-                "offset_s": round(result.offset_s, 6),
-                "duration_s": round(result.duration_s, 3),
-                "end_s": round(result.end_s, 6),
-                "video_codec": result.video_codec,
-                "width": result.width,
-                "height": result.height,
-                "video_frames": result.video_frames,
-                "audio_packets": result.audio_packets,
-                "parts": result.parts,
-                "gaps": [{"kind": g.kind, "from_s": round(g.from_s, 3),
-                          "to_s": round(g.to_s, 3)} for g in result.gaps],
-                "files": [f.path.name for f in result.files],
-                "remux_s": round(result.seconds, 3),
+                "offset_s": round(result["offset_s"], 6),
+                "duration_s": round(result["duration_s"], 3),
+                "end_s": round(result["end_s"], 6),
+                "video_codec": result["video_codec"],
+                "width": result["width"],
+                "height": result["height"],
+                "video_frames": result["video_frames"],
+                "audio_packets": result["audio_packets"],
+                "parts": result["parts"],
+                "gaps": [{"kind": g["kind"], "from_s": round(g["from_s"], 3),
+                          "to_s": round(g["to_s"], 3)} for g in result["gaps"]],
+                "files": [f["name"] for f in result["files"]],
+                "remux_s": round(result["seconds"], 3),
             })
-            for file in result.files:
-                target = work.publish(file.path.name)
-                files.append(_entry(final_dir, target, file.role, file.mime,
-                                    classroom_id=classroom_id, duration_s=result.duration_s,
-                                    offset_s=round(result.offset_s, 6)))
+            for file in result["files"]:
+                target = work.publish(file["name"])
+                files.append(_entry(final_dir, target, file["role"], file["mime"],
+                                    classroom_id=classroom_id,
+                                    duration_s=result["duration_s"],
+                                    offset_s=round(result["offset_s"], 6),
+                                    sha256=file["sha256"]))
     finally:
         work.close()
     return {"rooms": rooms, "files": files}
@@ -435,7 +551,8 @@ def _done(manifest: dict[str, Any], final_dir: Path, step: str) -> bool:
 
 
 def _run_steps(capture_dir: Path, final_dir: Path, manifest: dict[str, Any],
-               steps: tuple[str, ...]) -> dict[str, Any]:
+               steps: tuple[str, ...], *, remux_processes: int | None = None
+               ) -> dict[str, Any]:
     """Run the named steps not yet done, in order (blocking); returns the manifest."""
     info = lesson_info(capture_dir)
     for step in steps:
@@ -443,7 +560,7 @@ def _run_steps(capture_dir: Path, final_dir: Path, manifest: dict[str, Any],
             continue
         started = time.perf_counter()
         if step == "remux":
-            result = step_remux(capture_dir, final_dir, info)
+            result = step_remux(capture_dir, final_dir, info, processes=remux_processes)
             manifest["rooms"] = result["rooms"]
             manifest["duration_s"] = round(lesson_duration(capture_dir, info,
                                                            result["rooms"]), 3)
@@ -492,6 +609,9 @@ async def _run_steps_niced(capture_dir: Path, final_dir: Path, manifest: dict[st
 
 
 def _child_main(argv: list[str]) -> int:
+    if argv[:1] == ["--remux"]:  # a remux worker of the fast phase: not niced
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        return _remux_worker(Path(argv[1]), Path(argv[2]))
     try:
         os.nice(SLOW_NICE)
     except OSError:

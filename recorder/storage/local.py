@@ -1,14 +1,25 @@
 """The library in a local folder: the zero-setup default (DESIGN decision 4).
 
-Writes are atomic: a file is copied to a temporary name beside its destination, hashed
-while copied, fsynced, and renamed into place only if its sha256 is the expected one, so
-a reader never sees half a file and a failed or corrupt copy leaves nothing behind.
-Blocking file work runs in threads so the event loop keeps serving signaling.
+Writes are atomic: a file enters under a temporary name beside its destination and is
+renamed into place only if its sha256 is the expected one, so a reader never sees half a
+file and a failed or corrupt store leaves nothing behind. Blocking file work runs in
+threads so the event loop keeps serving signaling.
+
+When the source is on the library's filesystem (the default: both under data_dir) the
+file is hard-linked, not copied: no bytes move, and the library's name and the
+finaliser's are one inode, which nothing rewrites in place (finalisation replaces names,
+never contents). The sha256 check then is about that inode's bytes. A producer that has
+just hashed the file it wrote (the remux worker, recorder/finalise.py) leaves the digest
+on the inode with `stamp_sha256` (an extended attribute with the file's size and mtime);
+a link whose stamp is current is checked against it without reading the file again, and
+a link without one (or on a filesystem without user xattrs) is hashed. Elsewhere (another
+filesystem, hard links refused) the file is copied, hashed while copied, and fsynced.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import shutil
@@ -26,13 +37,55 @@ from recorder.storage import (
 )
 
 _TMP_MARK = ".tmp-"
+_STAMP = "user.tongbu.sha256"  # "<sha256 hex> <size> <mtime_ns>" of the inode when hashed
+
+
+def stamp_sha256(path: Path, sha256: str) -> bool:
+    """Record on the file that its bytes, as they are now, hash to `sha256` (the caller
+    has just computed it from them). False if the filesystem keeps no user xattrs."""
+    st = os.stat(path)
+    try:
+        os.setxattr(path, _STAMP, f"{sha256.lower()} {st.st_size} {st.st_mtime_ns}".encode())
+    except OSError:
+        return False
+    return True
+
+
+def stamped_sha256(path: Path | int) -> str | None:
+    """The stamped digest if the file has not changed since it was stamped, else None."""
+    try:
+        value = os.getxattr(path, _STAMP).decode().split()
+        st = os.stat(path)
+    except (OSError, UnicodeDecodeError):
+        return None
+    if len(value) != 3 or value[1:] != [str(st.st_size), str(st.st_mtime_ns)]:
+        return None
+    return value[0]
+
+
+def hash_and_stamp(path: Path) -> str:
+    """sha256 of a file just written (page cache warm), stamped on it (blocking)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    sha256 = digest.hexdigest()
+    stamp_sha256(path, sha256)
+    return sha256
+
+
+# Why os.link may fail where a copy would not: another filesystem, a filesystem without
+# hard links (some FUSE, SMB), too many links to the inode, not permitted.
+_NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP,
+            errno.EACCES, errno.ENOSYS}
 
 
 class LocalStorage:
     name = "local"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, link: bool = True) -> None:
         self.root = root.resolve()
+        self.link = link  # hard-link from the same filesystem (False: always copy)
 
     def path_of(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -44,24 +97,55 @@ class LocalStorage:
         target = self.path_of(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}{_TMP_MARK}{uuid.uuid4().hex}")
-        digest, size = hashlib.sha256(), 0
         try:
-            with source.open("rb") as src, tmp.open("wb") as dst:
-                while chunk := src.read(CHUNK):
-                    dst.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-                dst.flush()
-                os.fsync(dst.fileno())
-            if digest.hexdigest() != expected:
+            linked = self.link and self._link(source, tmp)
+            sha256, size = self._linked(tmp) if linked else self._copy(source, tmp)
+            if sha256 != expected:
                 raise StorageIntegrityError(
-                    f"{key}: stored sha256 {digest.hexdigest()} is not the expected {expected}"
+                    f"{key}: stored sha256 {sha256} is not the expected {expected}"
                 )
             os.replace(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         return StoredObject(key=key, size=size, sha256=expected)
+
+    @staticmethod
+    def _link(source: Path, tmp: Path) -> bool:
+        try:
+            os.link(source, tmp)
+        except OSError as exc:
+            if exc.errno in _NO_LINK:
+                return False
+            raise
+        return True
+
+    @staticmethod
+    def _linked(tmp: Path) -> tuple[str, int]:
+        """The linked inode's digest (its current stamp, else read) and size; fsynced,
+        which costs nothing when its producer already did."""
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        sha256 = stamped_sha256(tmp)
+        if sha256 is None:
+            sha256 = hash_and_stamp(tmp)
+        return sha256, size
+
+    @staticmethod
+    def _copy(source: Path, tmp: Path) -> tuple[str, int]:
+        digest, size = hashlib.sha256(), 0
+        with source.open("rb") as src, tmp.open("wb") as dst:
+            while chunk := src.read(CHUNK):
+                dst.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        return digest.hexdigest(), size
 
     async def stat(self, key: str) -> StoredObject:
         path = self.path_of(key)
