@@ -32,7 +32,8 @@ _STATUS_TEXT = {
     400: "The body or the query does not match its schema (`invalid_body`), or the domain "
     "refuses it.",
     401: "Missing, unknown or expired bearer token (`unauthorized`).",
-    403: "The user's role may not do this (`forbidden`).",
+    403: "The user's role or school may not do this (`forbidden`), or a cookie-signed "
+    "state change lacks its X-CSRF-Token or comes from another origin (`csrf_failed`).",
     404: "No such resource (`not_found`, `not_live`).",
     409: "Conflicts with existing data (`conflict`, `illegal_transition`, `lesson_ended`).",
     413: "The body exceeds the size limit (`too_large`).",
@@ -103,7 +104,14 @@ def build_document(routes: Sequence[Route], *, title: str, version: str) -> dict
                     "scheme": "bearer",
                     "description": "An API token from POST /api/v1/auth/login or "
                     "`tongbu admin issue-token`.",
-                }
+                },
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "tongbu_session",
+                    "description": "A browser session from POST /api/v1/auth/session; "
+                    "POST, PUT, PATCH and DELETE also need the header X-CSRF-Token.",
+                },
             },
         },
     }
@@ -158,10 +166,10 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
         }
     operation["responses"] = responses
     if route.optional_auth:
-        operation["security"] = [{}, {"bearer": []}]
+        operation["security"] = [{}, {"bearer": []}, {"session": []}]
         operation["x-roles"] = "anyone; a bearer token, if sent, must be valid"
     if not route.public:
-        operation["security"] = [{"bearer": []}]
+        operation["security"] = [{"bearer": []}, {"session": []}]
         if set(route.roles) >= set(ANY_USER):
             operation["x-roles"] = "any signed-in user"
         else:
