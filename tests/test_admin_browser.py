@@ -12,6 +12,7 @@ Screenshots of each section (zh-CN) go to test-artifacts/admin-*.png.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import AsyncIterator
@@ -41,6 +42,7 @@ pytestmark = [
 ]
 
 BEIJING = ZoneInfo("Asia/Shanghai")
+STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 CJK = re.compile(r"[\u4e00-\u9fff]")
 LAPTOP = {"width": 1366, "height": 768}
 PHONE = {"width": 390, "height": 844}
@@ -72,7 +74,8 @@ async def until(page: Any, expression: str, within: float = 15.0) -> Any:
 async def open_admin(
     browser: Any, base_url: str, token: str, section: str, **kw: Any
 ) -> tuple[Any, list[str]]:
-    page = await browser.new_page(viewport=kw.pop("viewport", LAPTOP), **kw)
+    # A Chinese browser, so date inputs and screenshots look as a teacher's would.
+    page = await browser.new_page(viewport=kw.pop("viewport", LAPTOP), locale="zh-CN", **kw)
     problems: list[str] = []
     # Refusals the test provokes (400/409) are logged by Chromium as failed loads; those
     # are expected. Anything else logged as an error is a fault of the page.
@@ -85,7 +88,8 @@ async def open_admin(
         ),
     )
     page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
-    await page.goto(f"{base_url}/admin#{section}&api={token}")
+    response = await page.goto(f"{base_url}/admin#{section}&api={token}")
+    assert response.ok and "script-src 'self'" in response.headers["content-security-policy"]
     await until(page, "window.tongbuAdmin && window.tongbuAdmin.section !== null")
     # The token left the address bar; the section stayed.
     assert "api=" not in page.url and page.url.endswith(f"#{section}")
@@ -110,6 +114,35 @@ async def shot(page: Any, name: str) -> None:
 
 async def count(api: Api, path: str) -> int:
     return len((await api.call("GET", path))["items"])
+
+
+def test_every_string_the_admin_pages_use_is_in_both_catalogues() -> None:
+    zh = json.loads((STATIC / "i18n/zh-CN.json").read_text())
+    en = json.loads((STATIC / "i18n/en.json").read_text())
+    html = (STATIC / "admin.html").read_text()
+    script = (STATIC / "js/admin.js").read_text()
+    used = set(re.findall(r'data-i18n(?:-aria-label)?="([\w.]+)"', html))
+    used |= set(re.findall(r"\bt\('([\w.]+)'", script))
+    # Keys the page builds at run time.
+    used |= {f"school.kind.{k}" for k in ("city", "rural")}
+    used |= {f"lesson.state.{s}" for s in ("scheduled", "open", "live", "ended", "cancelled")}
+    used |= {f"kind.{k}" for k in ("dedicated", "famous_teacher", "famous_school")}
+    used |= {f"admin.action.{a}" for a in ("open", "cancel", "end")}
+    used |= {f"admin.role.{r}" for r in ("admin", "school_admin", "teacher", "reviewer", "device")}
+    used |= {f"admin.nav.{n}" for n in ("schools", "classrooms", "pairings", "lessons", "live")}
+    used |= {f"admin.live.{d}{x}" for d in ("up", "down") for x in ("", "_title")}
+    used |= {
+        f"admin.live.broadcast.{b}"
+        for b in ("waiting", "live", "stalled", "unsupported_codec", "ended")
+    }
+    used |= {f"role.{r}" for r in ("main", "receiving")}
+    assert len(used) > 100
+    assert used <= zh.keys(), used - zh.keys()
+    assert used <= en.keys(), used - en.keys()
+    for key in used:  # the Chinese catalogue is Chinese, the English one is not
+        words = re.sub(r"\{\w+\}|kbps|API", "", zh[key])
+        assert not re.search("[A-Za-z]{3}", words), (key, zh[key])
+        assert not CJK.search(en[key]), (key, en[key])
 
 
 def beijing_input(moment: datetime) -> str:
