@@ -89,7 +89,7 @@ class LiveLesson:
 
     # ------------------------------------------------------------- policy
 
-    def emit(self, kind: str, classroom_id: int | None = None, **detail: object) -> None:
+    def emit(self, kind: str, classroom_id: int | None = None, /, **detail: object) -> None:
         event = LessonEvent(now_utc(), kind, classroom_id, detail)
         for observer in self.event_observers:
             try:
