@@ -544,3 +544,26 @@ async def test_live_overview_follows_agents(tmp_path: Path, browser: Any) -> Non
             await page.close()
         finally:
             await stop_all(agents)
+
+
+async def test_sign_in_with_a_password_and_out_again(tmp_path: Path, browser: Any) -> None:
+    async with running_server(tmp_path / "data") as server:
+        page = await browser.new_page(viewport=LAPTOP, locale="zh-CN")
+        await page.goto(f"{server.base_url}/admin")
+        await page.wait_for_selector("#section-signin:not([hidden])")
+        assert await page.is_hidden("#admin-nav")
+        await page.fill("#signin-username", "e2e-admin")
+        await page.fill("#signin-password", "wrong-password")
+        await page.press("#signin-password", "Enter")
+        await page.wait_for_selector('#signin-form [data-error-for=""]:not(:empty)')
+        assert "重新登录" in await page.text_content('#signin-form [data-error-for=""]')
+        await page.fill("#signin-password", "e2e-password-1")
+        await page.press("#signin-password", "Enter")
+        await until(page, "window.tongbuAdmin.section === 'lessons'")
+        assert await page.text_content("#whoami") == "e2e-admin（管理员）"
+        assert page.url.endswith("#lessons")
+        await page.click("#sign-out")
+        await page.wait_for_selector("#section-signin:not([hidden])")
+        await page.reload()
+        await page.wait_for_selector("#section-signin:not([hidden])")  # the token is gone
+        await page.close()
