@@ -40,6 +40,7 @@ VERSION = 1
 FLAG_KEYFRAME = 0x01
 MAX_RECORD = 64 * 1024 * 1024  # a length above this is garbage, not a frame
 MAX_META = 1024 * 1024
+READ_BUFFER = 1024 * 1024
 
 _HEAD = struct.Struct("<8sHI")  # magic, version, meta_len
 _CRC = struct.Struct("<I")
@@ -71,7 +72,7 @@ class TrackMeta:
         return cls(**{k: v for k, v in data.items() if k in known})  # type: ignore[arg-type]
 
 
-@dataclass
+@dataclass(slots=True)
 class LoggedFrame:
     pts_us: int  # lesson clock, microseconds
     keyframe: bool
@@ -180,7 +181,9 @@ class PacketLogReader:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self._file = open(self.path, "rb")
+        # a large buffer: most frames are a few kB, so the default 8 kB means a read()
+        # syscall for nearly every record (finalisation reads hundreds of MB)
+        self._file = open(self.path, "rb", buffering=READ_BUFFER)
         try:
             self.meta, self._data_start = self._read_header()
         except BaseException:
@@ -225,22 +228,27 @@ class PacketLogReader:
         return meta, _HEAD.size + meta_len + _CRC.size
 
     def __iter__(self) -> Iterator[LoggedFrame]:
+        # Hot path of finalisation (every frame of the lesson): locals, no re-packing.
         read = self._file.read
+        unpack = _RECORD.unpack
+        crc32 = zlib.crc32
+        size = _RECORD.size
         while True:
-            head = read(_RECORD.size)
-            if len(head) < _RECORD.size:
+            head = read(size)
+            if len(head) < size:
                 return
-            length, crc, pts_us, flags = _RECORD.unpack(head)
+            length, crc, pts_us, flags = unpack(head)
             if length > MAX_RECORD:
                 return
             data = read(length)
             if len(data) < length:
                 return
-            if zlib.crc32(data, zlib.crc32(_RECORD_BODY.pack(length, pts_us, flags))) != crc:
+            # the CRC covers length (head[0:4]), pts_us and flags (head[8:]), then data
+            if crc32(data, crc32(head[8:], crc32(head[:4]))) != crc:
                 return
-            self.valid_bytes += _RECORD.size + length
+            self.valid_bytes += size + length
             self.frames += 1
-            yield LoggedFrame(pts_us, bool(flags & FLAG_KEYFRAME), data)
+            yield LoggedFrame(pts_us, flags & FLAG_KEYFRAME == FLAG_KEYFRAME, data)
 
 
 def iter_packet_log(path: Path | str) -> Iterator[LoggedFrame]:
