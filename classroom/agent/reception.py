@@ -127,12 +127,16 @@ class FrameSaver:
     def write(self, frame: av.VideoFrame) -> None:
         if self._container is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._container = av.open(str(self.path), "w")
+            # Fragmented MP4: what was written stays playable if the agent is killed.
+            self._container = av.open(
+                str(self.path), "w", format="mp4",
+                options={"movflags": "frag_keyframe+empty_moov+default_base_moof"},
+            )
             self._stream = self._container.add_stream("libx264", rate=30)
             self._stream.width = frame.width
             self._stream.height = frame.height
             self._stream.pix_fmt = "yuv420p"
-            self._stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
+            self._stream.options = {"preset": "ultrafast", "tune": "zerolatency", "g": "30"}
         if (frame.width, frame.height) != (self._stream.width, self._stream.height):
             frame = frame.reformat(width=self._stream.width, height=self._stream.height)
         frame.pts = None
