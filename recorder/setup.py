@@ -19,6 +19,7 @@ from aiohttp import web
 from recorder.capture import LessonRecorder, RecordingCounters
 from signaling.appkeys import SETTINGS
 from signaling.live_lesson import LiveLesson
+from signaling.live_state import LiveLessonState, RecordingState
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,18 @@ def setup_recorder(app: web.Application) -> None:
     app[RECORDERS] = recorders
     app[FINALISERS] = []
     app[FINALISING] = finalising
+
+    def add_recording_state(state: LiveLessonState) -> None:
+        recorder = recorders.get(state.lesson_id)
+        if recorder is None:
+            return
+        c = recorder.counters
+        state.recording = RecordingState(
+            state="recording", tracks=c.tracks, frames=c.frames, bytes=c.bytes,
+            errors=c.errors, dropped_frames=c.dropped_frames, last_sync_ms_max=c.sync_ms_max,
+        )
+
+    registry.snapshot_hooks.append(add_recording_state)
 
     def lesson_created(lesson: LiveLesson) -> None:
         try:

@@ -83,6 +83,18 @@ class BroadcastState(msgspec.Struct, kw_only=True):
     reason: str | None = None
 
 
+class RecordingState(msgspec.Struct, kw_only=True):
+    """The lesson's recording while it runs (recorder/capture.py fills it in)."""
+
+    state: str  # "recording"
+    tracks: int = 0  # packet logs opened (a room's track, per connection)
+    frames: int = 0
+    bytes: int = 0
+    errors: int = 0
+    dropped_frames: int = 0
+    last_sync_ms_max: float = 0.0  # slowest fsync so far: the disk's health
+
+
 class LiveLessonState(msgspec.Struct, kw_only=True):
     lesson_id: int
     state: str
@@ -93,3 +105,5 @@ class LiveLessonState(msgspec.Struct, kw_only=True):
     forwarding: ForwardingCounters = msgspec.field(default_factory=ForwardingCounters)
     # Set when the lesson is broadcast as live HLS (recorder/broadcast.py fills it in).
     broadcast: BroadcastState | None = None
+    # Set while the lesson is being recorded.
+    recording: RecordingState | None = None

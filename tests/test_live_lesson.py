@@ -158,6 +158,8 @@ async def test_full_lesson_main_and_four_receiving_rooms(tmp_path: Path) -> None
             # The REST API reports the live state, and nothing was transcoded.
             live = await api.call("GET", f"/lessons/{lid}/live")
             assert live["forwarding"]["transcodes"] == 0
+            assert live["recording"]["state"] == "recording"
+            assert live["recording"]["frames"] > 0 and live["recording"]["errors"] == 0
             assert live["forwarding"]["packets_out"] > live["forwarding"]["packets_in"] > 0
             assert sorted(r["classroom_id"] for r in live["rooms"] if r["connected"]) == sorted(
                 [teacher, *lesson.receiving_classroom_ids])
