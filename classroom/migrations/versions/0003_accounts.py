@@ -31,7 +31,10 @@ def upgrade() -> None:
         sa.Column("remote", sa.String(length=100), nullable=True),
         sa.Column("user_agent", sa.String(length=300), nullable=False),
         sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_web_sessions_user_id_users"), ondelete="CASCADE"
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_web_sessions_user_id_users"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_web_sessions")),
         sa.UniqueConstraint("session_sha256", name=op.f("uq_web_sessions_session_sha256")),
