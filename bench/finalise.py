@@ -102,6 +102,15 @@ def make_lesson(root: Path, rooms: int, minutes: float, loop: tuple[list, list])
     return capture
 
 
+def _cpu_s() -> float:
+    """User + system CPU seconds of this process and its finished children."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def drop_caches_hint() -> str:
     return "page cache warm (logs just written)"
 
@@ -154,10 +163,12 @@ def main() -> None:
             final_dir.mkdir()
             load = os.getloadavg()[0]
             t0 = time.perf_counter()
+            cpu0 = _cpu_s()
             manifest = _run_steps(capture, final_dir, _new_manifest(capture, json.loads(
                 (capture / "lesson.json").read_text())), FAST_STEPS,
                 remux_processes=processes)
             t1 = time.perf_counter()
+            cpu = _cpu_s() - cpu0
             storage = LocalStorage(root / "library", link=link)
 
             async def register(manifest: dict = manifest, storage: LocalStorage = storage,
@@ -174,7 +185,8 @@ def main() -> None:
             remux_s = [r["remux_s"] for r in manifest["rooms"]]
             print(f"lesson end → playable, {args.rooms} rooms x {args.minutes:.0f} min, "
                   f"{name}: per-room files {t1 - t0:.2f} s (each room's remux "
-                  f"{min(remux_s):.2f}–{max(remux_s):.2f} s), library registration "
+                  f"{min(remux_s):.2f}–{max(remux_s):.2f} s; CPU {cpu:.1f} s, this process "
+                  f"and its workers), library registration "
                   f"({total / 1e6:.0f} MB) {t2 - t1:.2f} s, total {t2 - t0:.2f} s; "
                   f"load average {load:.1f} → {os.getloadavg()[0]:.1f}", flush=True)
         print(f"CPU count {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")

@@ -189,58 +189,27 @@ def _rooms_by_id(info: dict[str, Any]) -> dict[int, dict[str, Any]]:
 # ---------------------------------------------------------------- steps (blocking)
 
 
-def _remux_one(logs: remux.RoomLogs, out_dir: Path) -> dict[str, Any]:
-    """Remux one room and hash its files, in whichever process runs it (blocking).
-
-    Returns a JSON-able result; {"skipped": why} if the room has nothing playable."""
-    try:
-        result = remux.remux_room(logs, out_dir)
-    except ValueError as exc:  # nothing playable from this room
-        return {"classroom_id": logs.classroom_id, "skipped": str(exc)}
-    data = result.to_json()
-    # Hashed right after writing, in the same worker, while the pages are warm; fsynced
-    # here too, so the disk write overlaps the other rooms' remux instead of the library's
-    # registration (a hard link in the library is this very inode).
-    files = []
-    for file in result.files:
-        with open(file.path, "rb") as f:
-            os.fsync(f.fileno())
-        files.append({"name": file.path.name, "role": file.role, "mime": file.mime,
-                      "sha256": hash_and_stamp(file.path)})
-    data["files"] = files
-    return data
-
-
-def _remux_worker(capture_dir: Path, out_dir: Path) -> int:
-    """`python -m recorder.finalise --remux <capture> <out>`: one room id per stdin line,
-    one JSON result per stdout line, until stdin closes."""
-    logs = remux.find_room_logs(capture_dir)
-    for line in sys.stdin:
-        classroom_id = int(line)
-        try:
-            result = _remux_one(logs[classroom_id], out_dir)
-        except Exception as exc:
-            logger.exception("remux of room %s failed", classroom_id)
-            result = {"classroom_id": classroom_id, "error": repr(exc)}
-        sys.stdout.write(json.dumps(result) + "\n")
-        sys.stdout.flush()
-    return 0
-
-
 def _remux_rooms(capture_dir: Path, out_dir: Path, logs: dict[int, remux.RoomLogs],
                  processes: int | None) -> list[dict[str, Any]]:
     """Every room remuxed, in parallel worker processes (one per core) when it pays.
 
     The remux is per-packet Python under the GIL, so threads would not help; each worker
-    process takes the next room as soon as it is free, largest rooms first (blocking)."""
+    process (`python -m recorder.remux --worker`, not niced: this is the latency path)
+    takes the next room as soon as it is free, largest rooms first, and is done when its
+    files are hashed and fsynced (blocking)."""
     sizes = {cid: sum(p.stat().st_size for t in [*room.video, *([room.audio] if room.audio
                                                                else [])] for p in t.parts)
              for cid, room in logs.items()}
     order = sorted(logs, key=lambda cid: (-sizes[cid], cid))
     processes = min(len(order), processes or os.cpu_count() or 1)
     if processes <= 1 or sum(sizes.values()) < PARALLEL_REMUX_MIN_BYTES:
-        return [_remux_one(logs[cid], out_dir) for cid in order]
+        with remux.FileSyncer() as syncer:
+            return [remux.remux_and_hash(logs[cid], out_dir, syncer) for cid in order]
 
+    # the workers import this very copy of the recorder package, wherever the server runs
+    root = str(Path(remux.__file__).resolve().parents[1])
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     jobs = list(order)
     lock = threading.Lock()
     results: list[dict[str, Any]] = []
@@ -255,9 +224,9 @@ def _remux_rooms(capture_dir: Path, out_dir: Path, logs: dict[int, remux.RoomLog
     def _feed() -> None:
         # one thread per worker process: hands it the next room, waits for its answer
         with subprocess.Popen(
-                [sys.executable, "-m", "recorder.finalise", "--remux", str(capture_dir),
+                [sys.executable, "-m", "recorder.remux", "--worker", str(capture_dir),
                  str(out_dir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                text=True) as worker:
+                text=True, env=env) as worker:
             assert worker.stdin is not None and worker.stdout is not None
             try:
                 while True:
@@ -274,7 +243,9 @@ def _remux_rooms(capture_dir: Path, out_dir: Path, logs: dict[int, remux.RoomLog
                     with lock:
                         results.append(result)
             finally:
-                worker.stdin.close()
+                worker.stdin.close()  # the worker finishes its fsyncs and exits
+            if worker.wait() != 0:
+                raise RuntimeError(f"remux worker exited with {worker.returncode}")
 
     threads = [threading.Thread(target=feed, name=f"remux-{i}") for i in range(processes)]
     for thread in threads:
@@ -609,9 +580,6 @@ async def _run_steps_niced(capture_dir: Path, final_dir: Path, manifest: dict[st
 
 
 def _child_main(argv: list[str]) -> int:
-    if argv[:1] == ["--remux"]:  # a remux worker of the fast phase: not niced
-        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-        return _remux_worker(Path(argv[1]), Path(argv[2]))
     try:
         os.nice(SLOW_NICE)
     except OSError:

@@ -41,9 +41,13 @@ from __future__ import annotations
 
 import heapq
 import io
+import json
 import logging
+import os
 import re
 import struct
+import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -59,6 +63,7 @@ from recorder.packetlog import (
     TrackMeta,
     iter_packet_log,
 )
+from recorder.storage.local import hash_and_stamp
 
 logger = logging.getLogger(__name__)
 
@@ -435,7 +440,8 @@ def remux_room(room: RoomLogs, out_dir: Path, *, faststart: bool = True,
         end_us = zero_us
         for kind, index, frame, duration_us in _merged(room, video_tracks, zero_us, channels,
                                                        result):
-            end_us = max(end_us, frame.pts_us + duration_us)
+            if frame.pts_us + duration_us > end_us:  # (not max(): a call per frame)
+                end_us = frame.pts_us + duration_us
             if kind == "video":
                 output = outputs[index]
                 assert output.video is not None
@@ -559,4 +565,88 @@ def _audio_frames(track: TrackLogs, zero_us: int, channels: int, result: RoomRem
         duration = opus_packet_duration_us(frame.data)
         result.audio_packets += 1
         yield frame, duration
-        expected = max(expected, frame.pts_us + duration)
+        if frame.pts_us + duration > expected:
+            expected = frame.pts_us + duration
+
+
+# ---------------------------------------------------------------- finalisation's workers
+
+
+class FileSyncer:
+    """fsyncs finished files in a background thread, so that the disk write of one room
+    overlaps the remux of the next; leaving the `with` block waits for all of them."""
+
+    def __init__(self) -> None:
+        self._threads: list[threading.Thread] = []
+        self._errors: list[BaseException] = []
+
+    def __enter__(self) -> FileSyncer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for thread in self._threads:
+            thread.join()
+        if self._errors and exc[0] is None:
+            raise self._errors[0]
+
+    def sync(self, paths: list[Path]) -> None:
+        def run() -> None:
+            try:
+                for path in paths:
+                    fd = os.open(path, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+            except BaseException as exc:
+                self._errors.append(exc)
+
+        thread = threading.Thread(target=run, name="remux-fsync")
+        thread.start()
+        self._threads.append(thread)
+
+
+def remux_and_hash(room: RoomLogs, out_dir: Path, syncer: FileSyncer) -> dict[str, object]:
+    """Remux one room, hash each file it wrote and have it fsynced (blocking).
+
+    The sha256 is computed right after writing, in the same process, while the file's
+    pages are warm, and stamped on the inode (recorder/storage/local.py), so that neither
+    the library nor its local storage reads the file again. Returns a JSON-able result
+    (`RoomRemux.to_json`, with each file's role, mime and sha256); {"skipped": why} if
+    the room has nothing playable."""
+    try:
+        result = remux_room(room, out_dir)
+    except ValueError as exc:
+        return {"classroom_id": room.classroom_id, "skipped": str(exc)}
+    data = result.to_json()
+    started = time.perf_counter()
+    data["files"] = [{"name": f.path.name, "role": f.role, "mime": f.mime,
+                      "sha256": hash_and_stamp(f.path)} for f in result.files]
+    data["hash_s"] = round(time.perf_counter() - started, 3)
+    syncer.sync([f.path for f in result.files])
+    return data
+
+
+def _worker_main(capture_dir: Path, out_dir: Path) -> int:
+    """`python -m recorder.remux --worker <capture dir> <out dir>`: remuxes the room whose
+    id comes on each stdin line, answers one JSON line on stdout; when stdin closes,
+    returns once every file it wrote is fsynced."""
+    logs = find_room_logs(capture_dir)
+    with FileSyncer() as syncer:
+        for line in sys.stdin:
+            classroom_id = int(line)
+            try:
+                result = remux_and_hash(logs[classroom_id], out_dir, syncer)
+            except Exception as exc:
+                logger.exception("remux of room %s failed", classroom_id)
+                result = {"classroom_id": classroom_id, "error": repr(exc)}
+            sys.stdout.write(json.dumps(result) + "\n")
+            sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["--worker"] or len(sys.argv) != 4:
+        sys.exit("usage: python -m recorder.remux --worker <capture dir> <out dir>")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    sys.exit(_worker_main(Path(sys.argv[2]), Path(sys.argv[3])))
