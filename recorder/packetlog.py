@@ -111,7 +111,13 @@ class PacketLogWriter:
             raise ValueError(f"frame of {length} bytes is larger than a record may be")
         body = _RECORD_BODY.pack(length, pts_us, flags)
         crc = zlib.crc32(data, zlib.crc32(body))
-        self._write(_RECORD.pack(length, crc, pts_us, flags) + data)
+        record = _RECORD.pack(length, crc, pts_us, flags) + data
+        fd = self._fd
+        if fd is None:
+            raise ValueError("packet log is closed")
+        written = os.write(fd, record)  # nearly always all of it, in one call
+        if written < len(record):
+            self._write(record[written:])
         self.frames += 1
         self.bytes += length
         self._dirty = True
