@@ -9,8 +9,8 @@ When the source is on the library's filesystem (the default: both under data_dir
 file is hard-linked, not copied: no bytes move, and the library's name and the
 finaliser's are one inode, which nothing rewrites in place (finalisation replaces names,
 never contents). The sha256 check then is about that inode's bytes. A producer that has
-just hashed the file it wrote (the remux worker, recorder/finalise.py) leaves the digest
-on the inode with `stamp_sha256` (an extended attribute with the file's size and mtime);
+just hashed the file it wrote (the remux worker, recorder/remux.py) leaves the digest
+on the inode with `hash_and_stamp` (an extended attribute with the file's size and mtime);
 a link whose stamp is current is checked against it without reading the file again, and
 a link without one (or on a filesystem without user xattrs) is hashed. Elsewhere (another
 filesystem, hard links refused) the file is copied, hashed while copied, and fsynced.
@@ -40,17 +40,6 @@ _TMP_MARK = ".tmp-"
 _STAMP = "user.tongbu.sha256"  # "<sha256 hex> <size> <mtime_ns>" of the inode when hashed
 
 
-def stamp_sha256(path: Path, sha256: str) -> bool:
-    """Record on the file that its bytes, as they are now, hash to `sha256` (the caller
-    has just computed it from them). False if the filesystem keeps no user xattrs."""
-    st = os.stat(path)
-    try:
-        os.setxattr(path, _STAMP, f"{sha256.lower()} {st.st_size} {st.st_mtime_ns}".encode())
-    except OSError:
-        return False
-    return True
-
-
 def stamped_sha256(path: Path | int) -> str | None:
     """The stamped digest if the file has not changed since it was stamped, else None."""
     try:
@@ -64,13 +53,23 @@ def stamped_sha256(path: Path | int) -> str | None:
 
 
 def hash_and_stamp(path: Path) -> str:
-    """sha256 of a file just written (page cache warm), stamped on it (blocking)."""
+    """sha256 of a file just written (page cache warm), stamped on it (blocking).
+
+    The stamp is left only if the file did not change while it was read, and says which
+    size and mtime it is valid for; a filesystem without user xattrs gets none."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
+        before = os.fstat(f.fileno())
         while chunk := f.read(CHUNK):
             digest.update(chunk)
-    sha256 = digest.hexdigest()
-    stamp_sha256(path, sha256)
+        after = os.fstat(f.fileno())
+        sha256 = digest.hexdigest()
+        if (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns):
+            try:
+                os.setxattr(f.fileno(), _STAMP,
+                            f"{sha256} {after.st_size} {after.st_mtime_ns}".encode())
+            except OSError:
+                pass
     return sha256
 
 
