@@ -368,3 +368,22 @@ async def test_a_crashed_capture_that_resumes_is_not_closed(tmp_path):
         await queue.stop()
     assert json.loads((capture / "lesson.json").read_text())["state"] == "recording"
     assert read_manifest(final_dir_of(capture))["state"] == "done"
+
+
+async def test_parallel_remux_workers_make_the_same_room_files(tmp_path, monkeypatch, lesson):
+    """Long lessons remux rooms in worker processes: same frames, hashes in the manifest."""
+    import recorder.finalise as finalise_module
+
+    monkeypatch.setattr(finalise_module, "PARALLEL_REMUX_MIN_BYTES", 0)
+    capture = make_capture(tmp_path / "data", 8, ROOMS, EVENTS, DURATION)
+    manifest = await finalise_lesson(capture, final_dir_of(capture), composite=False)
+    serial_dir, serial = lesson
+    for plan in ROOMS:
+        parallel_room = room(manifest, plan.classroom_id)
+        serial_room = room(serial, plan.classroom_id)
+        assert parallel_room["offset_s"] == pytest.approx(serial_room["offset_s"], abs=0.001)
+        mine = decoded_counters(final_dir_of(capture) / parallel_room["files"][0])
+        theirs = decoded_counters(serial_dir / serial_room["files"][0])
+        assert [c for _t, c in mine] == [c for _t, c in theirs]
+    videos = [f for f in manifest["files"] if f["role"] == "room_video"]
+    assert videos and all(len(f.get("sha256") or "") == 64 for f in videos)
