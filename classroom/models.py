@@ -400,6 +400,9 @@ class RecordingFile(Base):
     sha256: Mapped[str] = mapped_column(sa.String(64))
     mime: Mapped[str] = mapped_column(sa.String(200))  # may carry codecs="..."
     duration_s: Mapped[float | None] = mapped_column(sa.Float)
+    # Where the file's t=0 sits on the lesson clock (a room that joined late starts later),
+    # so a player switching between the composite and a room keeps the same moment.
+    offset_s: Mapped[float | None] = mapped_column(sa.Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -281,6 +281,12 @@ async def register_recording(
         duration_s = float(manifest["duration_s"])
     _fill_from_lesson(rec, lesson, started_at, duration_s)
 
+    # Per-room files start where the room's first frame sits on the lesson clock.
+    room_offsets = {
+        room["classroom_id"]: float(room["offset_s"])
+        for room in manifest.get("rooms", [])
+        if room.get("offset_s") is not None and room.get("classroom_id") is not None
+    }
     existing = {f.key: f for f in rec.files}
     wanted: set[str] = set()
     for entry, path, key in planned:
@@ -300,6 +306,10 @@ async def register_recording(
         row.sha256 = sha256
         row.mime = entry.get("mime") or _mime_of(path)
         row.duration_s = entry.get("duration_s")
+        offset = entry.get("offset_s", room_offsets.get(entry.get("classroom_id")))
+        if offset is None and entry["role"] == "composite":
+            offset = 0.0  # the composite is rendered on the lesson clock from its start
+        row.offset_s = float(offset) if offset is not None else None
     for key, row in existing.items():
         if key not in wanted:
             await storage.delete(key)

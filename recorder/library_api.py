@@ -20,6 +20,7 @@ import msgspec
 from aiohttp import web
 
 from classroom import audit
+from classroom.lessons import load_roster
 from classroom.models import (
     Recording,
     RecordingComment,
@@ -104,6 +105,7 @@ def _file_out(rec: Recording, f: RecordingFile) -> s.RecordingFileOut:
         sha256=f.sha256,
         duration_s=f.duration_s,
         url=file_url(rec.id, f.id),
+        offset_s=f.offset_s,
     )
 
 
@@ -210,9 +212,16 @@ async def get_recording(call: Call) -> s.RecordingDetail:
             summary = msgspec.convert(library.rating_summary(rubric, ratings), s.RatingSummary)
             own = [r for r in ratings if call.user is not None and r.user_id == call.user.id]
             mine = _rating_out(own[0]) if own else None
+        roster = await load_roster(db, rec.lesson_id)
+        rooms = [
+            s.RecordingRoom(classroom_id=r.classroom_id, name=r.name, school_name=r.school_name,
+                            role=r.role, position=r.position)  # type: ignore[arg-type]
+            for r in (roster.rooms if roster is not None else ())
+        ]
         return s.RecordingDetail(
             **_recording_fields(rec),
             files=[_file_out(rec, f) for f in rec.files],
+            rooms=rooms,
             reviews_visible=reviews,
             comments=comments,
             ratings=summary,

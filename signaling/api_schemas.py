@@ -360,6 +360,8 @@ class RecordingFileOut(Response):
     sha256: str
     duration_s: float | None
     url: str  # GET it to play (Range supported) or, on object storage, to be redirected
+    # Where the file's t=0 sits on the lesson clock; None when unknown (e.g. images).
+    offset_s: float | None = None
 
 
 class CommentIn(Request):
@@ -426,8 +428,19 @@ class RatingOut(Response):
     updated_at: datetime
 
 
+class RecordingRoom(Response):
+    """A room of the recorded lesson, to label its per-room files."""
+
+    classroom_id: int
+    name: str
+    school_name: str
+    role: Literal["main", "receiving"]
+    position: int
+
+
 class RecordingDetail(RecordingOut):
     files: list[RecordingFileOut]
+    rooms: list[RecordingRoom]
     # Comments and ratings are shown to reviewers, admins and the lesson's schools' staff.
     reviews_visible: bool
     comments: list[CommentOut]

@@ -120,8 +120,13 @@ async def test_recorded_lesson_is_in_the_library_within_seconds(tmp_path: Path) 
             await asyncio.wait_for(main_task, 15)
         lesson_seconds = time.time() - started
 
+        # The entry names its rooms and places each room's file on the lesson clock.
+        assert {r["classroom_id"]: r["role"] for r in entry["rooms"]} == {
+            lesson.main_classroom_id: "main",
+            **{cid: "receiving" for cid in lesson.receiving_classroom_ids}}
         # Per-room files: every room, decoding end to end to its own pattern, continuous.
         rooms = {f["classroom_id"]: f for f in entry["files"] if f["role"] == "room_video"}
+        assert all(f["offset_s"] is not None and f["offset_s"] >= 0 for f in rooms.values())
         assert set(rooms) == {lesson.main_classroom_id, *lesson.receiving_classroom_ids}
         for cid, file in rooms.items():
             path = await download(api, file, tmp_path / f"room-{cid}{Path(file['url']).suffix}")

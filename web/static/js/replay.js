@@ -354,7 +354,8 @@ function markMoment() {
 }
 
 async function loadRoster() {
-  // Names for the rooms, when the caller's token may read the lesson itself.
+  // The library entry names its rooms; older servers did not, then ask the lesson itself.
+  if (Array.isArray(entry.rooms) && entry.rooms.length) return entry.rooms;
   if (!getToken()) return null;
   try {
     return (await apiGet(`/lessons/${entry.lesson_id}`)).rooms ?? null;
