@@ -19,7 +19,7 @@ from typing import Any
 import av
 import pytest
 
-from classroom.agent.testpattern import read_pattern_frame
+from classroom.agent.testpattern import read_pattern, read_pattern_frame
 from signaling import protocol
 from signaling.appkeys import DB
 from tests.live_harness import (
@@ -148,6 +148,8 @@ async def test_recorded_lesson_is_in_the_library_within_seconds(tmp_path: Path) 
         composite = await download(api, files["composite"], tmp_path / "composite.mp4")
         assert await ffprobe_errors(str(composite)) == ""
         assert abs(media_duration(composite) - entry["duration_s"]) < 1.0
+        check_composite_tiles(composite, tmp_path / "data" / "recordings" / str(lid),
+                              entry, staged)
         poster = await download(api, files["poster"], tmp_path / "poster.jpg")
         assert poster.stat().st_size > 2000
         chapters_json = next(f for f in entry["files"]
@@ -162,6 +164,50 @@ async def test_recorded_lesson_is_in_the_library_within_seconds(tmp_path: Path) 
         # refuses by default (browsers' players do not care).
         assert await ffprobe_errors(playlist_url, "-extension_picky", "0", "-headers",
                               f"Authorization: Bearer {api.token}\r\n") == ""
+
+
+def check_composite_tiles(composite: Path, recording_dir: Path, entry: dict,
+                          staged: int) -> None:
+    """Each room's pattern is where the layout puts it, before and during the staging."""
+    from recorder.chapters import read_events
+    from recorder.layout import RoomMedia, TimelineEvent, layout_at
+
+    events = [TimelineEvent(e.t_s, e.kind, e.classroom_id)
+              for e in read_events(recording_dir / "capture" / "events.jsonl")]
+    rooms = [RoomMedia(r["classroom_id"], r["role"], r["name"], r["position"])
+             for r in entry["rooms"]]
+    stage_on = next(e.t_s for e in events if e.kind == "stage" and e.classroom_id == staged)
+    stage_off = next(e.t_s for e in events if e.kind == "unstage")
+    moments = {"before": stage_on - 1.0, "staged": (stage_on + stage_off) / 2}
+    frames = sample_frames(composite, list(moments.values()))
+    for (label, t), luma in zip(moments.items(), frames, strict=True):
+        tiles = layout_at(t, rooms, events, (luma.shape[1], luma.shape[0]))
+        for tile in tiles:
+            crop = luma[tile.y:tile.y + tile.h, tile.x:tile.x + tile.w]
+            code = read_pattern(crop)
+            assert code is not None and code.tag == tile.classroom_id & 0xFF, (
+                f"{label} (t={t:.1f} s): tile {tile} shows {code}")
+        receiving = {tile.classroom_id: tile.w * tile.h for tile in tiles
+                     if tile.role == "receiving"}
+        if label == "staged":  # the staged room is enlarged, the others stay small
+            others = [area for cid, area in receiving.items() if cid != staged]
+            assert receiving[staged] > max(others), receiving
+        else:
+            assert len(set(receiving.values())) == 1, receiving
+
+
+def sample_frames(path: Path, times: list[float]) -> list[Any]:
+    """The luma plane of the first decoded frame at or after each time."""
+    wanted, out = sorted(times), []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            if wanted and frame.time >= wanted[0]:
+                out.append(frame.to_ndarray(format="gray"))
+                wanted.pop(0)
+            if not wanted:
+                break
+    assert len(out) == len(times), f"the composite ends before {wanted}"
+    return out
 
 
 def _serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
