@@ -201,10 +201,13 @@ async def test_library_finds_a_recorded_lesson_and_replay_plays_it(tmp_path: Pat
 
                 async def switched() -> dict[str, Any] | None:
                     now = await video_state(page)
+                    # readyState rises a moment before `loadedmetadata` is dispatched, and
+                    # the player seeks in that event: wait for the seek to have happened.
                     ok = (
                         now["source"] == f"room-{rural}"
                         and now["readyState"] >= 1
                         and not now["seeking"]
+                        and now["currentTime"] > 0
                     )
                     return now if ok else None
 
