@@ -51,7 +51,8 @@ def receiving_from(agent: AgentProcess, classroom_id: int, kind: str, since: flo
     return track
 
 
-async def assert_video_advancing(agent: AgentProcess, classroom_id: int, within: float = 30):
+async def assert_video_advancing(agent: AgentProcess, classroom_id: int, within: float = 30,
+                                 codec: str = "video/H264"):
     """Two reports at least a second apart, both decoding this room's pattern, counter up."""
     first = await wait_for(
         lambda: receiving_from(agent, classroom_id, "video", 0), within,
@@ -66,6 +67,7 @@ async def assert_video_advancing(agent: AgentProcess, classroom_id: int, within:
     # No frame went backwards while we watched (a room that rejoined restarts its counter
     # once, before the window).
     assert second["counter_regressions"] == first["counter_regressions"]
+    assert second["codec"] == codec  # forwarded as published, never transcoded
     # Frames flow (the rate itself depends on how loaded the shared test box is).
     assert second["fps"] > 0, second
     return second
@@ -228,3 +230,26 @@ async def test_room_joining_mid_lesson_sees_video_within_a_second(tmp_path: Path
         assert len(codes) >= 10
         assert {c.tag for c in codes} == {lesson.main_classroom_id & 0xFF}
         assert [c.counter for c in codes] == sorted(c.counter for c in codes)
+
+
+async def test_a_vp8_publisher_is_forwarded_as_vp8(tmp_path: Path) -> None:
+    """VP8 is accepted: each leg carries the publisher's codec, nothing is transcoded."""
+    async with running_server(tmp_path / "data") as server:
+        api = server.api
+        lesson = await create_lesson(api, receiving=1)
+        lid, room = lesson.lesson_id, lesson.receiving_classroom_ids[0]
+        agents = [
+            start_agent("main", server.base_url, await join_token(
+                api, lid, "main", lesson.main_classroom_id), tmp_path, extra=("--codec", "vp8")),
+            start_agent("rural", server.base_url, await join_token(api, lid, "receiving", room),
+                        tmp_path),
+        ]
+        try:
+            await assert_video_advancing(agents[1], lesson.main_classroom_id, codec="video/VP8")
+            await assert_video_advancing(agents[0], room, codec="video/H264")
+            live = await api.call("GET", f"/lessons/{lid}/live")
+            codecs = {t["classroom_id"]: t["codec"] for t in live["tracks"] if t["kind"] == "video"}
+            assert codecs == {lesson.main_classroom_id: "video/VP8", room: "video/H264"}
+            assert live["forwarding"]["transcodes"] == 0
+        finally:
+            await stop_all(agents)

@@ -234,6 +234,10 @@ class ClassroomAgent:
                     )
                     mid = transceiver.mid or "?"
                     reception = TrackReception(mid=mid, kind=track.kind)
+                    # The codec this m-line was negotiated with: what the router forwards.
+                    negotiated = [c for c in transceiver._codecs
+                                  if not c.mimeType.lower().endswith("/rtx")]
+                    reception.codec = negotiated[0].mimeType if negotiated else None
                     slot = self.state.slots.get(mid)
                     reception.classroom_id = slot.classroom_id if slot else None
                     self.state.receptions[mid] = reception

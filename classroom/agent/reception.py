@@ -33,6 +33,7 @@ class TrackReception:
     mid: str
     kind: str
     classroom_id: int | None = None
+    codec: str | None = None  # e.g. "video/H264"
     frames: int = 0
     bytes: int = 0
     last_tag: int | None = None
@@ -70,6 +71,7 @@ class TrackReception:
         return {
             "mid": self.mid,
             "kind": self.kind,
+            "codec": self.codec,
             "classroom_id": self.classroom_id,
             "frames": self.frames,
             "first_frame_unix": self.first_frame_unix,
