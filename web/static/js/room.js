@@ -6,6 +6,7 @@
 // The join token comes in the URL fragment (`/room/7#token=JOIN`), like the viewer's.
 // Tests read `window.tongbuRoom` (end of file) rather than scraping the DOM.
 
+import { loadCatalogue } from './api.js';
 import { STATUS, TongbuClient } from './protocol.js';
 import { LinkMeter, describe, summarise } from './quality.js';
 
@@ -15,7 +16,8 @@ const lessonId = Number(window.location.pathname.match(/\/room\/(\d+)/)?.[1]) ||
 
 const $ = (id) => document.getElementById(id);
 
-let messages = {};
+// Until the catalogue arrives, keys stand for themselves.
+let t = Object.assign((key) => key, { has: () => false });
 let client = null;
 let local = null; // MediaStream of our camera and microphone, or null
 let soundOn = true;
@@ -58,25 +60,14 @@ function view(name) {
 
 // ------------------------------------------------------------------ i18n
 
-function t(key, vars = {}) {
-  const text = messages[key] ?? key;
-  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ''));
-}
-
 async function loadMessages() {
-  const response = await fetch(`/static/i18n/${lang}.json`);
-  messages = await response.json();
-  document.documentElement.lang = lang;
-  for (const node of document.querySelectorAll('[data-i18n]')) node.textContent = t(node.dataset.i18n);
-  const swap = $('lang-switch');
-  swap.textContent = lang === 'en' ? '中文' : 'English';
-  swap.href = lang === 'en' ? window.location.pathname : '?lang=en';
+  t = await loadCatalogue(lang);
   document.title = t('room.page_title', { title: t('room.title') });
 }
 
 function errorText(error) {
   if (!error) return '';
-  for (const key of [`live.error.${error.code}`, `error.${error.code}`]) if (key in messages) return t(key);
+  for (const key of [`live.error.${error.code}`, `error.${error.code}`]) if (t.has(key)) return t(key);
   return t('error.unknown', { code: error.code });
 }
 
