@@ -10,6 +10,7 @@
 // Tests read `window.tongbuConsole` (end of file) rather than scraping the DOM.
 
 import { loadCatalogue } from './api.js';
+import { renderLessonHeader, renderLessonTimer } from './lesson_view.js';
 import { STATUS, TongbuClient } from './protocol.js';
 import { LinkMeter, describe, summarise } from './quality.js';
 
@@ -430,46 +431,11 @@ function renderSoundButton() {
 // ------------------------------------------------------------------ header, timer, status
 
 function renderLesson(joined) {
-  const lesson = joined.lesson;
-  const title = lesson.title || t('lesson.untitled', { subject: lesson.subject, grade: lesson.grade });
-  $('lesson-title').textContent = title;
-  document.title = t('teach.page_title', { title });
-  const time = (iso) => new Date(iso).toLocaleTimeString(lang, { hour: '2-digit', minute: '2-digit' });
-  $('lesson-meta').textContent = t('teach.meta', {
-    room: joined.you.name,
-    teacher: lesson.teacher_name,
-    start: time(lesson.planned_start),
-    end: time(lesson.planned_end),
-  });
+  renderLessonHeader(t, lang, joined, 'teach.page_title');
 }
 
-function clock(seconds) {
-  const s = Math.max(0, Math.floor(seconds));
-  const h = Math.floor(s / 3600);
-  const mm = String(Math.floor((s % 3600) / 60)).padStart(2, '0');
-  const ss = String(s % 60).padStart(2, '0');
-  return h ? `${h}:${mm}:${ss}` : `${mm}:${ss}`;
-}
-
-/** Time into the lesson against its timetabled length (a countdown before the start). */
 function renderTimer() {
-  const lesson = client?.joined?.lesson;
-  const node = $('timer');
-  if (!lesson || client.status === STATUS.ENDED) return;
-  const start = Date.parse(lesson.planned_start);
-  const end = Date.parse(lesson.planned_end);
-  const now = Date.now();
-  node.hidden = false;
-  if (now < start) {
-    node.textContent = t('live.timer.before', { time: clock((start - now) / 1000) });
-    node.dataset.phase = 'before';
-  } else {
-    node.textContent = t('live.timer.running', {
-      elapsed: clock((now - start) / 1000),
-      total: clock((end - start) / 1000),
-    });
-    node.dataset.phase = now > end ? 'over' : 'running';
-  }
+  renderLessonTimer(t, client);
 }
 
 function renderStatus() {
