@@ -28,9 +28,7 @@ from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender
     ],
 )
 def test_aiortc_takeover_points_exist(cls: type, name: str, parameters: list[str]) -> None:
-    method = getattr(cls, name)
-    assert inspect.iscoroutinefunction(method) or callable(method)
-    signature = inspect.signature(method)
+    signature = inspect.signature(getattr(cls, name))  # AttributeError if it moved
     assert list(signature.parameters)[1:] == parameters
 
 
