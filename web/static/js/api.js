@@ -1,78 +1,30 @@
-// Shared by the library pages: the REST API (/api/v1) with an optional bearer token, the
-// message catalogues, and small formatters. No framework, no build step; ES modules only.
-//
-// The API takes bearer tokens only (no cookies, so no CSRF surface). A token a user pastes
-// is kept in sessionStorage: it lasts for the tab, not beyond it, and is never put in a URL.
+// Shared by the pages: the REST API (/api/v1, signed in by session.js), the message
+// catalogues, and small formatters. No framework, no build step; ES modules only.
 
-export const API_BASE = '/api/v1';
-const TOKEN_KEY = 'tongbu.api_token';
+import { ApiError, request } from './session.js';
 
-export class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message || code || `HTTP ${status}`);
-    this.status = status;
-    this.code = code;
-  }
-}
-
-// ------------------------------------------------------------------ token
-
-export function getToken() {
-  try {
-    return sessionStorage.getItem(TOKEN_KEY) || null;
-  } catch {
-    return null; // storage disabled: anonymous
-  }
-}
-
-export function setToken(token) {
-  try {
-    if (token) sessionStorage.setItem(TOKEN_KEY, token.trim());
-    else sessionStorage.removeItem(TOKEN_KEY);
-  } catch {
-    /* storage disabled: nothing to keep */
-  }
-}
-
-function authHeaders() {
-  const token = getToken();
-  return token ? { Authorization: `Bearer ${token}` } : {};
-}
+export { API_BASE, ApiError, api, currentSession, currentUser, request } from './session.js';
 
 // ------------------------------------------------------------------ requests
 
 /** GET an API path (with or without the /api/v1 prefix); `params` skips empty values. */
-export async function apiGet(path, params = {}) {
-  const url = new URL(path.startsWith(API_BASE) ? path : API_BASE + path, window.location.origin);
-  for (const [key, value] of Object.entries(params)) {
-    if (value !== undefined && value !== null && value !== '') url.searchParams.set(key, String(value));
-  }
-  const response = await fetch(url, { headers: { Accept: 'application/json', ...authHeaders() } });
-  const body = await response.json().catch(() => null);
-  if (!response.ok) {
-    const error = body?.error ?? {};
-    throw new ApiError(response.status, error.code, error.message);
-  }
-  return body;
+export function apiGet(path, params = {}) {
+  return request('GET', path, undefined, { params });
 }
 
-/** A library file's bytes parsed as JSON (chapters, thumbnail index). */
+/** A library file's bytes parsed as JSON (chapters, thumbnail index); the cookie goes along. */
 export async function fileJson(url) {
-  const response = await fetch(url, { headers: authHeaders() });
+  const response = await fetch(url, { credentials: 'same-origin' });
   if (!response.ok) throw new ApiError(response.status, null, `${url}: HTTP ${response.status}`);
   return response.json();
 }
 
 /**
- * Something an <img> can show for a library file. Anonymous: the URL itself (the browser
- * caches and lazy-loads it). With a token: the bytes fetched with it, as a blob URL,
- * because an <img> cannot send an Authorization header.
+ * Something an <img> can show for a library file: the URL itself. The session cookie is
+ * same-origin, so the browser sends it and may cache and lazy-load the picture.
  */
 export async function imageSrc(url) {
-  if (!getToken()) return url;
-  const response = await fetch(url, { headers: authHeaders() });
-  if (!response.ok) throw new ApiError(response.status, null, `${url}: HTTP ${response.status}`);
-  return URL.createObjectURL(await response.blob());
+  return url;
 }
 
 // ------------------------------------------------------------------ i18n

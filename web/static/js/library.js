@@ -9,12 +9,10 @@ import {
   errorText,
   formatClock,
   formatDate,
-  getToken,
   imageSrc,
   loadCatalogue,
   pageLang,
   schoolsLine,
-  setToken,
 } from './api.js';
 
 export const PAGE_SIZE = 12;
@@ -166,10 +164,6 @@ async function search() {
   }
 }
 
-function renderTokenState() {
-  $('token-state').textContent = t(getToken() ? 'library.token.in_use' : 'library.token.anonymous');
-}
-
 function options(id, values) {
   $(id).replaceChildren(...values.map((value) => Object.assign(document.createElement('option'), { value })));
 }
@@ -187,7 +181,6 @@ async function main() {
   document.title = t('library.page_title');
   options('subjects', SUBJECTS);
   options('grades', GRADES);
-  renderTokenState();
   $('search').addEventListener('submit', (event) => {
     event.preventDefault();
     const query = { page: 1 };
@@ -197,18 +190,6 @@ async function main() {
   $('kind').addEventListener('change', () => $('search').requestSubmit());
   $('prev').addEventListener('click', () => navigate({ ...queryFromLocation(), page: queryFromLocation().page - 1 }));
   $('next').addEventListener('click', () => navigate({ ...queryFromLocation(), page: queryFromLocation().page + 1 }));
-  $('token-form').addEventListener('submit', (event) => {
-    event.preventDefault();
-    setToken($('token').value);
-    $('token').value = '';
-    renderTokenState();
-    search();
-  });
-  $('token-clear').addEventListener('click', () => {
-    setToken(null);
-    renderTokenState();
-    search();
-  });
   window.addEventListener('popstate', search);
   await search();
 }

@@ -11,11 +11,11 @@
 
 import {
   apiGet,
+  currentUser,
   errorText,
   fileJson,
   formatClock,
   formatDate,
-  getToken,
   imageSrc,
   loadCatalogue,
   pageLang,
@@ -356,7 +356,7 @@ function markMoment() {
 async function loadRoster() {
   // The library entry names its rooms; older servers did not, then ask the lesson itself.
   if (Array.isArray(entry.rooms) && entry.rooms.length) return entry.rooms;
-  if (!getToken()) return null;
+  if (!(await currentUser())) return null;
   try {
     return (await apiGet(`/lessons/${entry.lesson_id}`)).rooms ?? null;
   } catch {
