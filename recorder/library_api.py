@@ -449,7 +449,11 @@ async def play_file(call: Call) -> web.StreamResponse:
             return web.Response(
                 body=body, content_type=f.mime.split(";")[0], headers={"Cache-Control": "no-cache"}
             )
-        url = await storage.presigned_url(f.key, PRESIGNED_TTL_S, mime=f.mime)
+        # Small JSON files (chapters, thumbnail index) are read by the page's script, and a
+        # cross-origin fetch would need CORS on the bucket: serve those ourselves.
+        url = None
+        if not f.mime.startswith("application/json"):
+            url = await storage.presigned_url(f.key, PRESIGNED_TTL_S, mime=f.mime)
         if url is not None:
             await audit.record(
                 db, call.user or ANONYMOUS, action, f"recording:{rec.id}", detail, call.remote

@@ -49,7 +49,8 @@ def create_app(settings: Settings) -> web.Application:
         setup_finalisation(app)
     setup_broadcast(app)
 
+    from recorder.library_api import STORAGE
     from web.pages import setup_pages
 
-    setup_pages(app)
+    setup_pages(app, media_origin=app[STORAGE].media_origin)
     return app

@@ -7,6 +7,7 @@ subprocess, so requests, signatures, multipart uploads and presigned URLs go ove
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -31,7 +33,7 @@ from recorder.storage import (
     storage_from_settings,
 )
 from recorder.storage.local import LocalStorage
-from recorder.storage.s3 import S3Storage
+from recorder.storage.s3 import S3Storage, s3_origin
 from signaling.app import create_app
 from signaling.appkeys import DB
 
@@ -283,13 +285,12 @@ async def s3_app_client(
         await client.close()
 
 
-async def test_s3_playback_redirects_to_a_presigned_url_and_is_audited(
-    s3_app_client: TestClient, tmp_path: Path
-) -> None:
+async def _s3_admin_and_factory(client: TestClient):
+    """An admin's headers and a lesson factory on the S3-backed app (conftest's factory is
+    bound to the local app)."""
     from classroom.models import UserRole
     from classroom.users import create_user, issue_token
 
-    client = s3_app_client
     async with client.app[DB]() as db:
         admin = await create_user(db, username="admin", password="x" * 12, role=UserRole.ADMIN)
         headers = {"Authorization": f"Bearer {await issue_token(db, admin)}"}
@@ -322,6 +323,14 @@ async def test_s3_playback_redirects_to_a_presigned_url_and_is_audited(
             },
         )
 
+    return headers, factory
+
+
+async def test_s3_playback_redirects_to_a_presigned_url_and_is_audited(
+    s3_app_client: TestClient, tmp_path: Path
+) -> None:
+    client = s3_app_client
+    headers, factory = await _s3_admin_and_factory(client)
     rec, f, data = await _public_recording(client, headers, factory, tmp_path)
     assert isinstance(client.app[STORAGE], S3Storage)
     response = await client.get(f["url"], allow_redirects=False)
@@ -340,3 +349,57 @@ async def test_s3_playback_redirects_to_a_presigned_url_and_is_audited(
     assert not await client.app[STORAGE].exists(f"lessons/{rec.lesson_id}/composite.mp4")
     async with aiohttp.ClientSession() as http, http.get(location) as gone:
         assert gone.status in (403, 404)  # S3 answers 403 for a missing key unless listable
+
+
+async def test_pages_allow_media_from_the_presigned_urls_origin(
+    s3_app_client: TestClient, s3_endpoint: str
+) -> None:
+    """The replay page plays a 302 to the store: the page's policy must name that origin
+    for media and images, and no other origin."""
+    storage = s3_app_client.app[STORAGE]
+    url = await storage.presigned_url("lessons/1/composite.mp4", 60, mime="video/mp4")
+    assert url is not None
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    assert storage.media_origin == origin == s3_endpoint.rstrip("/")
+    response = await s3_app_client.get("/replay/1")
+    policy = dict(
+        (d.split()[0], d.split()[1:])
+        for d in response.headers["Content-Security-Policy"].split("; ")
+    )
+    assert origin in policy["media-src"] and origin in policy["img-src"]
+    assert origin not in policy["script-src"] and origin not in policy["connect-src"]
+
+
+def test_virtual_hosted_and_aws_origins() -> None:
+    assert s3_origin("rec", "http://minio.lan:9000", "us-east-1", "virtual") == (
+        "http://rec.minio.lan:9000"
+    )
+    assert s3_origin("rec", None, "cn-north-1", "path") == "https://s3.cn-north-1.amazonaws.com"
+
+
+async def test_s3_json_files_are_served_by_our_origin(
+    s3_app_client: TestClient, tmp_path: Path
+) -> None:
+    """Chapters are fetched by the page's script: a redirect to the store would need CORS
+    on the bucket, so JSON files stream through the API while video redirects."""
+    client = s3_app_client
+    _, factory = await _s3_admin_and_factory(client)
+    lesson = await factory("famous_school")
+    final, manifest, _ = _final_dir(tmp_path)
+    chapters = [{"t_s": 0.0, "title": "开始"}, {"t_s": 1.5, "title": "听课教室1 上台"}]
+    (final / "chapters.json").write_text(json.dumps(chapters, ensure_ascii=False))
+    manifest["files"].append({"path": "chapters.json", "role": "chapters"})
+    async with client.app[DB]() as db:
+        rec = await library.register_recording(
+            db, client.app[STORAGE], lesson_id=lesson["id"], final_dir=final, manifest=manifest
+        )
+    files = {
+        f["role"]: f
+        for f in (await (await client.get(f"/api/v1/library/{rec.id}")).json())["files"]
+    }
+    video = await client.get(files["composite"]["url"], allow_redirects=False)
+    assert video.status == 302
+    answer = await client.get(files["chapters"]["url"], allow_redirects=False)
+    assert answer.status == 200, await answer.text()
+    assert json.loads(await answer.read()) == chapters

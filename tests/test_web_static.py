@@ -185,7 +185,7 @@ async def test_library_pages_are_html_with_the_same_strict_policy(
     response = await client.get(path)
     assert response.status == 200
     assert response.headers["Content-Type"] == "text/html; charset=utf-8"
-    assert response.headers["Content-Security-Policy"] == pages.PAGE_CSP
+    assert response.headers["Content-Security-Policy"] == pages.page_csp()
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     body = await response.text()
     assert f'<script type="module" src="/static/js/{script}">' in body

@@ -39,11 +39,19 @@ CONTENT_TYPES: dict[str, str] = {
 
 # Pages talk only to their own origin: scripts, styles, JSON and the signaling socket.
 # Media arrives over WebRTC and is attached with srcObject, which CSP does not govern.
+# With object storage, recordings and thumbnails come from the store's own origin through
+# presigned URLs (the API answers 302), so that origin joins img-src and media-src.
 PAGE_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-    "media-src 'self' blob: mediastream:; connect-src 'self' ws: wss:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:{media}; "
+    "media-src 'self' blob: mediastream:{media}; connect-src 'self' ws: wss:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'self'; form-action 'none'"
 )
+CSP: web.AppKey[str] = web.AppKey("page_csp")
+
+
+def page_csp(media_origin: str | None = None) -> str:
+    """The pages' policy, allowing `media_origin` (object storage) for media and images."""
+    return PAGE_CSP.format(media=f" {media_origin}" if media_origin else "")
 
 
 def _security_headers(response: web.StreamResponse) -> None:
@@ -74,7 +82,7 @@ def _file_response(request: web.Request, path: Path, *, page: bool = False) -> w
     etag = f'"{tag}"'
     headers = {"ETag": etag, "Cache-Control": "no-cache", "Content-Type": content_type}
     if page:
-        headers["Content-Security-Policy"] = PAGE_CSP
+        headers["Content-Security-Policy"] = request.app.get(CSP) or page_csp()
     if etag in _if_none_match(request):
         response: web.StreamResponse = web.Response(status=304, headers=headers)
     else:
@@ -135,7 +143,8 @@ teach_page = _page("teach.html")
 room_page = _page("room.html")
 
 
-def setup_pages(app: web.Application) -> None:
+def setup_pages(app: web.Application, *, media_origin: str | None = None) -> None:
+    app[CSP] = page_csp(media_origin)
     app.router.add_get(STATIC_PREFIX + "{path:.+}", static_file)
     app.router.add_get(r"/watch/{lesson_id:\d{1,15}}", watch_page)
     app.router.add_get("/library", library_page)

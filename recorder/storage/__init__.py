@@ -62,6 +62,11 @@ class Storage(Protocol):
 
     name: str  # "local" | "s3"
 
+    # The origin browsers fetch presigned URLs from ("https://minio.school.lan:9000"), which
+    # the pages' Content-Security-Policy must allow for media and images; None when files
+    # are served by our own origin.
+    media_origin: str | None
+
     async def put_file(self, key: str, path: Path, sha256: str) -> StoredObject: ...
 
     async def stat(self, key: str) -> StoredObject: ...  # ObjectNotFound if missing

@@ -20,6 +20,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiobotocore.session import get_session
 from botocore.config import Config
@@ -50,6 +51,19 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+def s3_origin(bucket: str, endpoint_url: str | None, region: str, addressing_style: str) -> str:
+    """Where botocore's presigned URLs point: the endpoint's origin, with the bucket as a
+    subdomain for virtual-hosted addressing; AWS's regional endpoint without one."""
+    if endpoint_url:
+        parts = urlsplit(endpoint_url)
+        scheme, host = parts.scheme or "https", parts.netloc
+    else:
+        scheme, host = "https", f"s3.{region}.amazonaws.com"
+    if addressing_style == "virtual":
+        host = f"{bucket}.{host}"
+    return f"{scheme}://{host}".lower()
+
+
 class S3Storage:
     name = "s3"
 
@@ -69,6 +83,7 @@ class S3Storage:
         self.bucket = bucket
         self.endpoint_url = endpoint_url
         self.region = region
+        self.media_origin = s3_origin(bucket, endpoint_url, region, addressing_style)
         self.prefix = prefix
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
