@@ -453,3 +453,9 @@ class RecordingRating(Base):
     comment: Mapped[str] = mapped_column(sa.Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The timetable's tables (terms, periods, lesson series, calendar feeds) live in their own
+# module on this Base; importing it here puts them in Base.metadata wherever the models are
+# loaded (Alembic, the schema test). At the end, because it imports Base from this module.
+from classroom import timetable_models as _timetable_models  # noqa: E402, F401
