@@ -158,9 +158,11 @@ class LessonSeries(Base):
 class SeriesOccurrence(Base):
     """Links one generated lesson to its series and the date the series gave it.
 
-    `changed` marks an occurrence edited by hand (moved, teacher substituted, cancelled):
-    regeneration leaves it alone, and the unique (series, date) keeps it from being made
-    again.
+    `changed` marks an occurrence edited here by hand (moved, teacher substituted,
+    cancelled); `fingerprint` is the digest of what the series generated (times, teacher,
+    subject, title...), so an edit made by any other path (a PATCH of the lesson) is seen
+    too. Regeneration touches only occurrences that are unchanged by both tests, and the
+    unique (series, date) keeps a changed one from being made again.
     """
 
     __tablename__ = "series_occurrences"
@@ -172,6 +174,7 @@ class SeriesOccurrence(Base):
     series_id: Mapped[int] = mapped_column(sa.ForeignKey("lesson_series.id", ondelete="CASCADE"))
     occurrence_date: Mapped[date] = mapped_column(sa.Date)
     changed: Mapped[bool] = mapped_column(default=False)
+    fingerprint: Mapped[str] = mapped_column(sa.String(64))
 
 
 class CalendarFeed(Base):

@@ -181,6 +181,7 @@ def upgrade() -> None:
         sa.Column("series_id", sa.Integer(), nullable=False),
         sa.Column("occurrence_date", sa.Date(), nullable=False),
         sa.Column("changed", sa.Boolean(), nullable=False),
+        sa.Column("fingerprint", sa.String(length=64), nullable=False),
         sa.ForeignKeyConstraint(
             ["lesson_id"],
             ["lessons.id"],
