@@ -63,6 +63,7 @@ from recorder.storage import Storage, file_sha256
 
 __all__ = [
     "KIND_LABELS",
+    "LibraryFacets",
     "LibrarySearch",
     "add_comment",
     "can_comment",
@@ -75,6 +76,7 @@ __all__ = [
     "export_json",
     "get_recording",
     "key_prefix",
+    "library_facets",
     "list_comments",
     "list_ratings",
     "mark_recording_failed",
@@ -510,6 +512,63 @@ async def search_recordings(
         .offset(search.offset)
     )
     return list(rows.all()), int(total or 0)
+
+
+@dataclass(frozen=True)
+class LibraryFacets:
+    """The values the search filters can take among the entries a caller may see."""
+
+    subjects: list[str]
+    grades: list[str]
+    teachers: list[str]
+    terms: list[str]
+    schools: list[tuple[int, str]]  # (id, name), main and receiving schools
+
+
+async def library_facets(db: AsyncSession, user: User | None) -> LibraryFacets:
+    """Distinct subjects, grades, teachers, terms and schools of the entries `user` may see.
+
+    The page offers these as filter choices, so a filter never names a value with no
+    lesson behind it, and an anonymous visitor learns no school or teacher of a private
+    lesson. Schools come from each entry's snapshot (the receiving ones are JSON), so the
+    rows are gathered here rather than with engine-specific JSON SQL; a school renamed
+    since keeps the name of its latest lesson. Subjects, grades and teachers are sorted
+    by code point, terms newest first.
+    """
+    rows = await db.execute(
+        sa.select(
+            Recording.subject,
+            Recording.grade,
+            Recording.teacher_name,
+            Recording.term,
+            Recording.main_school_id,
+            Recording.main_school,
+            Recording.receiving_schools,
+        )
+        .where(visible_to(user))
+        .order_by(Recording.started_at, Recording.id)
+    )
+    subjects: set[str] = set()
+    grades: set[str] = set()
+    teachers: set[str] = set()
+    terms: set[str] = set()
+    schools: dict[int, str] = {}
+    for subject, grade, teacher, term, main_id, main_name, receiving in rows:
+        subjects.add(subject)
+        grades.add(grade)
+        teachers.add(teacher)
+        terms.add(term)
+        if main_id is not None:
+            schools[main_id] = main_name
+        for school in receiving or ():
+            schools[int(school["id"])] = str(school["name"])
+    return LibraryFacets(
+        subjects=sorted(x for x in subjects if x),
+        grades=sorted(x for x in grades if x),
+        teachers=sorted(x for x in teachers if x),
+        terms=sorted((x for x in terms if x), reverse=True),
+        schools=sorted(schools.items(), key=lambda item: (item[1], item[0])),
+    )
 
 
 # --------------------------------------------------------------------- reviews

@@ -199,6 +199,20 @@ async def search_library(call: Call) -> s.LibraryPage:
         )
 
 
+async def library_facets(call: Call) -> s.LibraryFacets:
+    """The filter choices (subjects, grades, teachers, terms, schools) among the entries
+    the caller may see: the same scope as search, so nothing private leaks into a list."""
+    async with call.db() as db:
+        facets = await library.library_facets(db, call.user)
+    return s.LibraryFacets(
+        subjects=facets.subjects,
+        grades=facets.grades,
+        teachers=facets.teachers,
+        terms=facets.terms,
+        schools=[s.SchoolRef(id=i, name=name) for i, name in facets.schools],
+    )
+
+
 async def get_recording(call: Call) -> s.RecordingDetail:
     """An entry with its files; comments and the rating summary for those who may read them."""
     async with call.db() as db:
@@ -214,8 +228,13 @@ async def get_recording(call: Call) -> s.RecordingDetail:
             mine = _rating_out(own[0]) if own else None
         roster = await load_roster(db, rec.lesson_id)
         rooms = [
-            s.RecordingRoom(classroom_id=r.classroom_id, name=r.name, school_name=r.school_name,
-                            role=r.role, position=r.position)  # type: ignore[arg-type]
+            s.RecordingRoom(
+                classroom_id=r.classroom_id,
+                name=r.name,
+                school_name=r.school_name,
+                role=r.role,
+                position=r.position,
+            )  # type: ignore[arg-type]
             for r in (roster.rooms if roster is not None else ())
         ]
         return s.RecordingDetail(
@@ -226,6 +245,8 @@ async def get_recording(call: Call) -> s.RecordingDetail:
             comments=comments,
             ratings=summary,
             my_rating=mine,
+            can_comment=library.can_comment(call.user, rec),
+            can_rate=library.can_rate(call.user, rec),
         )
 
 

@@ -1149,6 +1149,17 @@ ROUTES: tuple[Route, ...] = (
         query=s.LibraryQuery,
         response=s.LibraryPage,
     ),
+    # Before /library/{id}, which would otherwise take "facets" for an id.
+    Route(
+        "GET",
+        "/library/facets",
+        lib.library_facets,
+        "Filter choices of the library",
+        "library",
+        public=True,
+        optional_auth=True,
+        response=s.LibraryFacets,
+    ),
     Route(
         "GET",
         "/library/{id}",

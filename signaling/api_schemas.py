@@ -351,6 +351,16 @@ class LibraryQuery(Request):
     offset: Annotated[int, Meta(ge=0)] = 0
 
 
+class LibraryFacets(Response):
+    """Filter choices: the values found among the entries the caller may see."""
+
+    subjects: list[str]
+    grades: list[str]
+    teachers: list[str]
+    terms: list[str]  # newest first
+    schools: list[SchoolRef]  # main and receiving schools, by name
+
+
 class RecordingFileOut(Response):
     id: int
     role: FileRoleName
@@ -446,6 +456,9 @@ class RecordingDetail(RecordingOut):
     comments: list[CommentOut]
     ratings: RatingSummary | None
     my_rating: RatingOut | None
+    # What the caller may do here, so a page offers only what the server would accept.
+    can_comment: bool = False
+    can_rate: bool = False
 
 
 class ExportQuery(Request):

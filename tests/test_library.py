@@ -664,3 +664,145 @@ async def test_an_hls_playlist_points_at_its_segments_through_the_library(
     segment = await app_client.get(segment_url)
     assert await segment.read() == b"segment zero"
     assert len(await events(app_client, "recording.play")) == 2
+
+
+# ------------------------------------------------------- what the pages rely on
+
+
+async def test_filter_choices_are_those_of_the_entries_the_caller_may_see(
+    lib: Library, app_client: TestClient, admin_headers: dict, headers_for
+) -> None:
+    await lib.recording(
+        title="名校公开课", kind="famous_school", subject="物理", grade="初三", teacher="赵老师"
+    )
+    await lib.recording(
+        title="专递课",
+        subject="音乐",
+        grade="三年级",
+        teacher="钱老师",
+        started_at="2027-03-01T08:00:00+08:00",
+    )
+    # A school that only took part in another pairing's private lesson.
+    other_city = await lib.post("/schools", {"name": "北岭中学", "kind": "city"})
+    room = await lib.post("/classrooms", {"school_id": other_city["id"], "name": "主讲"})
+    far = await lib.post("/schools", {"name": "远山小学", "kind": "rural"})
+    far_room = await lib.post("/classrooms", {"school_id": far["id"], "name": "听课"})
+    lib.pairing = await lib.post(
+        "/pairings",
+        {
+            "name": "结对2",
+            "main_classroom_id": room["id"],
+            "receiving_classroom_ids": [far_room["id"]],
+        },
+    )
+    await lib.recording(title="远山专递", subject="美术", grade="二年级", teacher="孙老师")
+
+    async def facets(headers: dict | None) -> dict:
+        status, body = await get(app_client, "/library/facets", headers)
+        assert status == 200, body
+        return body
+
+    public = await facets(None)
+    assert public["subjects"] == ["物理"] and public["teachers"] == ["赵老师"]
+    assert public["grades"] == ["初三"] and public["terms"] == ["2026秋"]
+    assert [s["name"] for s in public["schools"]] == ["东山小学", "城关一中", "西河小学"]
+
+    everything = await facets(await headers_for(UserRole.REVIEWER))
+    assert everything["subjects"] == sorted(["物理", "音乐", "美术"])
+    assert everything["teachers"] == sorted(["赵老师", "钱老师", "孙老师"])
+    assert everything["terms"] == ["2027春", "2026秋"]  # newest first
+    by_name = {s["name"]: s["id"] for s in everything["schools"]}
+    assert by_name == {
+        "东山小学": lib.schools["east"],
+        "城关一中": lib.schools["city"],
+        "西河小学": lib.schools["west"],
+        "北岭中学": other_city["id"],
+        "远山小学": far["id"],
+    }
+    # Every choice finds its lessons: the school filter takes the facet's id.
+    assert await titles(app_client, admin_headers, school_id=by_name["远山小学"]) == ["远山专递"]
+    assert await titles(app_client, admin_headers, teacher="钱老师") == ["专递课"]
+
+    # A teacher of the first pairing's school sees its private lesson, not the other one.
+    east = await facets(await headers_for(UserRole.TEACHER, school_id=lib.schools["east"]))
+    assert east["subjects"] == sorted(["物理", "音乐"]) and "孙老师" not in east["teachers"]
+    assert "远山小学" not in {s["name"] for s in east["schools"]}
+    status, _ = await get(app_client, "/library/facets", {"Authorization": "Bearer tb_nope"})
+    assert status == 401
+
+
+async def test_an_entry_says_whether_the_caller_may_comment_and_rate(
+    lib: Library, app_client: TestClient, admin_headers: dict, headers_for
+) -> None:
+    rec = await lib.recording(title="名校课", kind="famous_school")
+    outsider = await headers_for(UserRole.TEACHER, school_id=lib.schools["other"])
+    school_admin = await headers_for(UserRole.SCHOOL_ADMIN, school_id=lib.schools["city"])
+    own_teacher = await headers_for(UserRole.TEACHER, school_id=lib.schools["east"])
+    cases = [
+        (None, False, False, False),
+        (outsider, False, False, False),
+        (school_admin, True, False, False),
+        (own_teacher, True, True, False),
+        (await headers_for(UserRole.REVIEWER), True, True, True),
+        (admin_headers, True, True, True),
+    ]
+    for headers, reviews, comment, rate in cases:
+        status, entry = await get(app_client, f"/library/{rec.id}", headers)
+        assert status == 200
+        said = (entry["reviews_visible"], entry["can_comment"], entry["can_rate"])
+        assert said == (reviews, comment, rate), headers
+        # What the entry says is what the server then accepts.
+        response = await app_client.post(
+            f"{API}/library/{rec.id}/comments", json={"t_s": 1, "text": "好"}, headers=headers or {}
+        )
+        assert (response.status == 201) == comment, (headers, response.status)
+
+
+async def test_a_signed_in_browser_plays_a_private_recording_with_its_cookie(
+    lib: Library, app_client: TestClient, headers_for
+) -> None:
+    """The replay page's <video> sends only the session cookie: detail, playback and Range
+    requests must all accept it, and a signed-out or foreign cookie must not."""
+    private = await lib.recording(title="专递课")
+    await headers_for(UserRole.TEACHER, school_id=lib.schools["east"], username="dongshan")
+    await headers_for(UserRole.TEACHER, school_id=lib.schools["other"], username="nanhu")
+    data = lib.mp4.read_bytes()
+
+    async def cookie_of(username: str) -> tuple[dict[str, str], str]:
+        response = await app_client.post(
+            f"{API}/auth/session",
+            json={"username": username, "password": "correct horse battery"},
+        )
+        assert response.status == 200, await response.text()
+        cookie = response.cookies["tongbu_session"].value
+        app_client.session.cookie_jar.clear()  # each call below sends its cookie explicitly
+        return {"Cookie": f"tongbu_session={cookie}"}, (await response.json())["csrf_token"]
+
+    own, csrf = await cookie_of("dongshan")
+    status, entry = await get(app_client, f"/library/{private.id}", own)
+    assert status == 200 and entry["published"] is False and entry["can_comment"] is True
+    url = next(f["url"] for f in entry["files"] if f["role"] == "composite")
+    response = await app_client.get(url, headers=own)
+    assert response.status == 200 and await response.read() == data
+    response = await app_client.get(url, headers={**own, "Range": "bytes=0-1"})
+    assert response.status == 206 and await response.read() == data[:2]
+    response = await app_client.get(url, headers={**own, "Range": "bytes=1000-"})
+    assert response.status == 206 and await response.read() == data[1000:]
+    plays = await events(app_client, "recording.play")
+    assert sorted((e.actor_name, e.detail["range"] or "") for e in plays) == [
+        ("dongshan", ""),
+        ("dongshan", "bytes=0-1"),
+        ("dongshan", "bytes=1000-"),
+    ]
+
+    foreign, _ = await cookie_of("nanhu")
+    assert (await app_client.get(url, headers=foreign)).status == 403
+    status, body = await get(app_client, f"/library/{private.id}", foreign)
+    assert status == 403 and body["error"]["code"] == "forbidden"
+
+    # Signed out: the browser may still send the old cookie; it is anonymous now.
+    response = await app_client.delete(f"{API}/auth/session", headers={**own, "X-CSRF-Token": csrf})
+    assert response.status == 200
+    assert (await app_client.get(url, headers={**own, "Range": "bytes=0-1"})).status == 401
+    status, body = await get(app_client, f"/library/{private.id}", own)
+    assert status == 401 and body["error"]["code"] == "unauthorized"
