@@ -235,7 +235,11 @@ class LessonRoom(Base):
 
 
 class RoomSession(Base):
-    """One connection of one classroom to one lesson: attendance and its end reason."""
+    """One connection of one classroom to one lesson: attendance and its end reason.
+
+    Written as it happens by classroom/attendance.py: the row exists from the join, and
+    `left_at` is filled when the room leaves (revision 0006 adds `reconnects`, `cause`).
+    """
 
     __tablename__ = "room_sessions"
 
@@ -247,7 +251,12 @@ class RoomSession(Base):
     role: Mapped[str] = mapped_column(sa.String(16))
     joined_at: Mapped[datetime]
     left_at: Mapped[datetime | None]
+    # left | dropped | ended | kicked | replaced | server_restart (classroom/attendance.py)
     end_reason: Mapped[str | None] = mapped_column(sa.String(100))
+    # Earlier connections of this room to this lesson: 0 for the first, 1 after one rejoin.
+    reconnects: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The connection's own close reason (timeout, socket_error, flood...), for diagnosis.
+    cause: Mapped[str | None] = mapped_column(sa.String(100))
 
 
 class User(Base):
@@ -458,4 +467,6 @@ class RecordingRating(Base):
 # The timetable's tables (terms, periods, lesson series, calendar feeds) live in their own
 # module on this Base; importing it here puts them in Base.metadata wherever the models are
 # loaded (Alembic, the schema test). At the end, because it imports Base from this module.
+# The statistics' tables (link samples, lesson summaries) likewise: statistics_models.py.
+from classroom import statistics_models as _statistics_models  # noqa: E402, F401
 from classroom import timetable_models as _timetable_models  # noqa: E402, F401
