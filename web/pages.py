@@ -41,6 +41,9 @@ CONTENT_TYPES: dict[str, str] = {
 # Media arrives over WebRTC and is attached with srcObject, which CSP does not govern.
 # With object storage, recordings and thumbnails come from the store's own origin through
 # presigned URLs (the API answers 302), so that origin joins img-src and media-src.
+# The broadcast page's hls.js feeds MSE through a blob: URL (media-src blob:) and runs its
+# transmux worker from /static/vendor/hls.js/ (worker-src falls back to script-src 'self'),
+# so no blob: worker is allowed.
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:{media}; "
     "media-src 'self' blob: mediastream:{media}; connect-src 'self' ws: wss:; "
@@ -142,6 +145,10 @@ admin_page = _page("admin.html")
 teach_page = _page("teach.html")
 room_page = _page("room.html")
 
+# The live broadcast of a lesson (/broadcast/{lesson_id}): HLS from /live/{lesson_id}/ with
+# the vendored hls.js, for anyone when the lesson is a public broadcast (名校网络课堂).
+broadcast_page = _page("broadcast.html")
+
 
 def setup_pages(app: web.Application, *, media_origin: str | None = None) -> None:
     app[CSP] = page_csp(media_origin)
@@ -152,3 +159,4 @@ def setup_pages(app: web.Application, *, media_origin: str | None = None) -> Non
     app.router.add_get("/admin", admin_page)
     app.router.add_get(r"/teach/{lesson_id:\d{1,15}}", teach_page)
     app.router.add_get(r"/room/{lesson_id:\d{1,15}}", room_page)
+    app.router.add_get(r"/broadcast/{lesson_id:\d{1,15}}", broadcast_page)
