@@ -39,6 +39,20 @@ class Settings:
     # Record every live lesson (recorder/) and finalise it into the library. Off only to
     # measure what recording costs (bench/recording.py); TONGBU_RECORD_LESSONS=0.
     record_lessons: bool = True
+    # The lesson scheduler (signaling/scheduler.py): opens each lesson `open_lead_s` before
+    # its planned start and ends it `end_grace_s` after its planned end, checking every
+    # `scheduler_interval_s`. TONGBU_SCHEDULER=0 turns it off (lessons then open and end
+    # only by hand); TONGBU_SCHEDULER_INTERVAL_S, TONGBU_OPEN_LEAD_S, TONGBU_END_GRACE_S.
+    scheduler: bool = True
+    scheduler_interval_s: float = 5.0
+    open_lead_s: float = 600.0
+    end_grace_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.scheduler_interval_s <= 0:
+            raise ValueError("scheduler_interval_s must be more than 0 seconds")
+        if self.open_lead_s < 0 or self.end_grace_s < 0:
+            raise ValueError("open_lead_s and end_grace_s cannot be negative")
 
     @property
     def resolved_database_url(self) -> str:
@@ -82,5 +96,17 @@ class Settings:
             env["s3_secret_access_key"] = v
         if v := os.environ.get("TONGBU_RECORD_LESSONS"):
             env["record_lessons"] = v.strip().lower() not in ("0", "false", "no", "off")
+        if v := os.environ.get("TONGBU_SCHEDULER"):
+            env["scheduler"] = v.strip().lower() not in ("0", "false", "no", "off")
+        for name, key in (
+            ("TONGBU_SCHEDULER_INTERVAL_S", "scheduler_interval_s"),
+            ("TONGBU_OPEN_LEAD_S", "open_lead_s"),
+            ("TONGBU_END_GRACE_S", "end_grace_s"),
+        ):
+            if v := os.environ.get(name):
+                try:
+                    env[key] = float(v)
+                except ValueError:
+                    raise ValueError(f"{name} must be a number of seconds, not {v!r}") from None
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**env)  # type: ignore[arg-type]

@@ -8,10 +8,12 @@ State machine (DESIGN: scheduled → open → live → ended, plus cancelled):
     scheduled → open → live → ended
     scheduled | open → cancelled
     open → ended            (opened but nobody taught: closed by the scheduler or an admin)
+    scheduled → ended       (missed: its whole time passed while no scheduler ran; not held)
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,10 +51,11 @@ __all__ = [
     "load_roster",
     "record_room_session",
     "transition",
+    "transition_if",
 ]
 
 ALLOWED: dict[LessonState, frozenset[LessonState]] = {
-    LessonState.SCHEDULED: frozenset({LessonState.OPEN, LessonState.CANCELLED}),
+    LessonState.SCHEDULED: frozenset({LessonState.OPEN, LessonState.CANCELLED, LessonState.ENDED}),
     LessonState.OPEN: frozenset({LessonState.LIVE, LessonState.ENDED, LessonState.CANCELLED}),
     LessonState.LIVE: frozenset({LessonState.ENDED}),
     LessonState.ENDED: frozenset(),
@@ -286,6 +289,47 @@ async def transition(
         lesson.ended_at = now
         lesson.end_reason = reason or to.value
     await db.commit()
+
+
+def _stamps(to: LessonState, now: datetime, reason: str | None) -> dict[str, object]:
+    """The columns a move to `to` sets, besides the state: when, and why it ended."""
+    if to == LessonState.OPEN:
+        return {"opened_at": now}
+    if to == LessonState.LIVE:
+        return {"started_at": now}
+    if to in (LessonState.ENDED, LessonState.CANCELLED):
+        return {"ended_at": now, "end_reason": reason or to.value}
+    return {}
+
+
+async def transition_if(
+    db: AsyncSession,
+    lesson_id: int,
+    expected: LessonState,
+    to: LessonState,
+    *,
+    reason: str | None = None,
+    now: datetime | None = None,
+    where: Sequence[sa.ColumnElement[bool]] = (),
+) -> bool:
+    """Move the lesson only if it is still `expected` (and `where` holds); does not commit.
+
+    One conditional UPDATE and nothing read first, so that when two processes try the same
+    step (two scheduler instances on one PostgreSQL), the database lets exactly one of them
+    match the row. True when this call made the change; the caller then writes its audit
+    row in the same transaction and commits.
+    """
+    expected, to = LessonState(expected), LessonState(to)
+    if to not in ALLOWED[expected]:
+        raise IllegalTransition(lesson_id, expected, to)
+    now = now or utcnow()
+    result = await db.execute(
+        sa.update(Lesson)
+        .where(Lesson.id == lesson_id, Lesson.state == expected.value, *where)
+        .values(state=to.value, **_stamps(to, now, reason))
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
 
 
 async def load_roster(db: AsyncSession, lesson_id: int) -> LessonRoster | None:

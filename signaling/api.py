@@ -38,6 +38,7 @@ from classroom.models import (
 from classroom.users import AuthenticationFailed, authenticate, issue_token
 from recorder import library_api as lib
 from signaling import api_schemas as s
+from signaling import schedule_api
 from signaling.api_schemas import ApiError
 from signaling.appkeys import DB, LIVE, TOKENS
 from signaling.auth import (
@@ -1137,6 +1138,7 @@ ROUTES: tuple[Route, ...] = (
         roles=_STAFF,
         response=LiveLessonState,
     ),
+    *schedule_api.ROUTES,  # the scheduler's next steps; a classroom box's own lessons
     # ------------------------------------------------ resource library (recorder/library_api.py)
     Route(
         "GET",

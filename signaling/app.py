@@ -40,6 +40,10 @@ def create_app(settings: Settings) -> web.Application:
 
     setup_signaling(app)
 
+    from signaling.scheduler import setup_scheduler
+
+    setup_scheduler(app)  # opens and ends lessons on time (settings.scheduler turns it off)
+
     from recorder.broadcast import setup_broadcast
     from recorder.jobs import setup_finalisation
     from recorder.setup import setup_recorder
