@@ -97,6 +97,8 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         data_dir=tmp_path / "data",
         database_url=database_url,
         secret_key=b"test-secret-key-that-is-32-bytes!",
+        # Tests decide when lessons open and end; tests/test_scheduler.py runs the scheduler.
+        scheduler=False,
     )
 
 

@@ -90,11 +90,13 @@ def free_port() -> int:
 @contextlib.asynccontextmanager
 async def running_server(
     data_dir: Path, *, host: str = "127.0.0.1", port: int | None = None,
-    public_host: str = "127.0.0.1",
+    public_host: str = "127.0.0.1", scheduler: bool = False,
 ) -> AsyncIterator[LiveServer]:
-    """The real application on a real TCP port, with an admin API token."""
+    """The real application on a real TCP port, with an admin API token. The lesson
+    scheduler is off unless asked for: tests open and end their lessons themselves."""
     port = port or free_port()
-    settings = Settings(data_dir=data_dir, host=host, port=port, secret_key=b"k" * 32)
+    settings = Settings(data_dir=data_dir, host=host, port=port, secret_key=b"k" * 32,
+                        scheduler=scheduler)
     app = create_app(settings)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2)
     await runner.setup()
