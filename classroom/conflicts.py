@@ -1,0 +1,376 @@
+"""Double bookings: a classroom or a teacher in two lessons at overlapping times.
+
+Every path that puts lessons on the calendar (an ad-hoc POST /lessons, a lesson series, a
+CSV import, moving one occurrence) asks here before writing, and is refused with a message
+naming the clash: which classroom or teacher, which lesson or series or CSV line, when.
+
+The check is an interval sweep per resource (classroom, teacher): the existing bookings in
+the window are fetched in one query, every booking is grouped by the resources it holds,
+each group is sorted by start, and one pass finds every booking that overlaps an earlier
+one. A whole term of a city (tens of thousands of lessons) is O(n log n), never a
+comparison of every lesson with every other.
+
+Who is "the same teacher": the teacher's account when the lesson names one
+(teacher_user_id); otherwise the teacher's name within the main classroom's school, since
+two schools may each have a 王老师 but one school knows its own.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from classroom.models import (
+    Classroom,
+    Conflict,
+    Lesson,
+    LessonRoom,
+    LessonState,
+    RoomRole,
+    UTCDateTime,
+)
+from classroom.timetable_models import SeriesOccurrence
+
+# Every lesson but a cancelled one holds its rooms and teacher for its planned time; one
+# that ended early frees them from its end on (as classroom/lessons.py has always done).
+BOOKING_STATES = [s.value for s in LessonState if s != LessonState.CANCELLED]
+BOOKED_UNTIL = sa.type_coerce(
+    sa.case(
+        (
+            sa.and_(Lesson.state == LessonState.ENDED.value, Lesson.ended_at < Lesson.planned_end),
+            Lesson.ended_at,
+        ),
+        else_=Lesson.planned_end,
+    ),
+    UTCDateTime(),
+)
+# Above this many classrooms or teachers the window query is not narrowed by them: the
+# rows are filtered in Python instead of sending thousands of bound parameters.
+NARROW_LIMIT = 500
+
+# ("user", id) or ("name", main school id, normalised name)
+TeacherKey = tuple[str, int] | tuple[str, int, str]
+
+
+def teacher_key(user_id: int | None, name: str, main_school_id: int) -> TeacherKey:
+    """The identity a teacher's bookings are compared by (see the module docstring)."""
+    if user_id is not None:
+        return ("user", user_id)
+    return ("name", main_school_id, normalise_name(name))
+
+
+def normalise_name(name: str) -> str:
+    """NFKC, no surrounding or inner spaces: "王 老师" and "王老师" are one person."""
+    return "".join(unicodedata.normalize("NFKC", name).split())
+
+
+@dataclass(frozen=True)
+class Booking:
+    """Classrooms and a teacher held over [start, end): a lesson, or one that would be."""
+
+    start: datetime
+    end: datetime
+    classroom_ids: tuple[int, ...]
+    teacher: TeacherKey
+    teacher_name: str = ""
+    title: str = ""
+    lesson_id: int | None = None  # None: proposed, not yet written
+    series_id: int | None = None
+    # How a proposal is named in a message ("CSV line 5", "series 3"); and the caller's
+    # handle on it (a line number, a series), so that clashes can be attributed.
+    source: str = ""
+    ref: object = field(default=None, compare=False)
+
+    def describe(self, zone: tzinfo | None = None) -> str:
+        if self.source:
+            what = self.source
+        else:
+            what = f"lesson {self.lesson_id} {self.title!r}"
+            if self.series_id is not None:
+                what += f" (series {self.series_id})"
+        return f"{what} {format_span(self.start, self.end, zone)}"
+
+
+@dataclass(frozen=True)
+class Clash:
+    """`booking` (proposed) overlaps `other` (existing, or another proposal) on `resource`."""
+
+    booking: Booking
+    other: Booking
+    resource: str  # "classroom" | "teacher"
+    classroom_id: int | None = None
+
+    def message(self, rooms: dict[int, str] | None = None, zone: tzinfo | None = None) -> str:
+        if self.resource == "classroom":
+            assert self.classroom_id is not None
+            label = (rooms or {}).get(self.classroom_id)
+            who = f"classroom {self.classroom_id}" + (f" ({label})" if label else "")
+        else:
+            name = self.other.teacher_name or self.booking.teacher_name
+            who = f"teacher {name}"
+            if self.booking.teacher[0] == "user":
+                who += f" (user {self.booking.teacher[1]})"
+        return (
+            f"{self.booking.describe(zone)}: {who} is already booked by {self.other.describe(zone)}"
+        )
+
+
+def format_span(start: datetime, end: datetime, zone: tzinfo | None = None) -> str:
+    """ "2026-09-07 08:00–08:45 +08:00": local to the term when known, else UTC."""
+    if zone is not None:
+        start, end = start.astimezone(zone), end.astimezone(zone)
+    offset = start.strftime("%z")
+    offset = f"{offset[:3]}:{offset[3:]}" if offset else "UTC"
+    end_text = end.strftime("%H:%M") if end.date() == start.date() else f"{end:%Y-%m-%d %H:%M}"
+    return f"{start:%Y-%m-%d %H:%M}–{end_text} {offset}"
+
+
+class DoubleBooking(Conflict):
+    """Refusal of a change that would double-book; carries every clash found."""
+
+    def __init__(self, clashes: Sequence[Clash], messages: Sequence[str]) -> None:
+        first = messages[0]
+        more = f" (and {len(messages) - 1} more clashes)" if len(messages) > 1 else ""
+        super().__init__(first + more, field="planned_start")
+        self.clashes = list(clashes)
+        self.messages = list(messages)
+
+
+# ------------------------------------------------------------------ the sweep
+
+
+def sweep(
+    existing: Iterable[Booking], proposed: Iterable[Booking], *, audit: bool = False
+) -> list[Clash]:
+    """Every proposal overlapping an existing booking or another proposal, once each.
+
+    Per resource: sort by start and keep the booking reaching furthest so far; a booking
+    starting before that one ends overlaps it. Every overlapping proposal is found (the
+    first booking overlapping it in start order is either seen as "furthest" when the
+    proposal comes, or sees the proposal as furthest itself). With `audit`, clashes
+    between two existing bookings are reported too (for checking a term after the fact).
+    """
+    groups: dict[tuple, list[tuple[datetime, int, Booking, bool]]] = defaultdict(list)
+    order = 0
+    for is_new, bookings in ((False, existing), (True, proposed)):
+        for b in bookings:
+            for cid in b.classroom_ids:
+                groups[("classroom", cid)].append((b.start, order, b, is_new))
+            groups[("teacher", b.teacher)].append((b.start, order, b, is_new))
+            order += 1
+    clashes: list[Clash] = []
+    flagged: set[int] = set()  # id() of bookings already reported
+    for key, items in groups.items():
+        if len(items) < 2:
+            continue
+        items.sort(key=lambda item: (item[0], item[1]))
+        furthest: tuple[datetime, int, Booking, bool] | None = None
+        for item in items:
+            start, _, booking, is_new = item
+            if furthest is not None and start < furthest[2].end:
+                other, other_new = furthest[2], furthest[3]
+                if is_new or other_new or audit:
+                    # Report the newer of the two (a proposal over an existing booking).
+                    mine, theirs = (booking, other) if is_new or not other_new else (other, booking)
+                    if id(mine) not in flagged:
+                        flagged.add(id(mine))
+                        clashes.append(
+                            Clash(
+                                booking=mine,
+                                other=theirs,
+                                resource=key[0],
+                                classroom_id=key[1] if key[0] == "classroom" else None,
+                            )
+                        )
+            if furthest is None or booking.end > furthest[2].end:
+                furthest = item
+    return clashes
+
+
+# ---------------------------------------------------------- the database side
+
+
+async def existing_bookings(
+    db: AsyncSession,
+    start: datetime,
+    end: datetime,
+    *,
+    classroom_ids: Iterable[int] | None = None,
+    teachers: Iterable[TeacherKey] | None = None,
+    ignore_lesson_ids: Iterable[int] = (),
+) -> list[Booking]:
+    """The lessons holding rooms or teachers somewhere in [start, end), in one query.
+
+    With `classroom_ids`/`teachers` (a few), only lessons touching them are fetched; with
+    None (or many), every booking of the window (a term-wide check).
+    """
+    rooms = set(classroom_ids) if classroom_ids is not None else None
+    keys = set(teachers) if teachers is not None else None
+    query = (
+        sa.select(
+            Lesson.id,
+            Lesson.title,
+            Lesson.planned_start,
+            BOOKED_UNTIL,
+            Lesson.teacher_user_id,
+            Lesson.teacher_name,
+            LessonRoom.classroom_id,
+            LessonRoom.role,
+            Classroom.school_id,
+            SeriesOccurrence.series_id,
+        )
+        .join(LessonRoom, LessonRoom.lesson_id == Lesson.id)
+        .join(Classroom, Classroom.id == LessonRoom.classroom_id)
+        .outerjoin(SeriesOccurrence, SeriesOccurrence.lesson_id == Lesson.id)
+        .where(
+            Lesson.state.in_(BOOKING_STATES),
+            Lesson.planned_start < end,
+            BOOKED_UNTIL > start,
+        )
+    )
+    narrow = (
+        rooms is not None
+        and keys is not None
+        and len(rooms) + len(keys) <= NARROW_LIMIT
+        and (rooms or keys)
+    )
+    if narrow:
+        assert rooms is not None and keys is not None
+        user_ids = sorted({int(k[1]) for k in keys if k[0] == "user"})
+        name_schools = sorted({int(k[1]) for k in keys if k[0] == "name"})
+        touching = [
+            Lesson.id.in_(
+                sa.select(LessonRoom.lesson_id).where(LessonRoom.classroom_id.in_(sorted(rooms)))
+            )
+        ]
+        if user_ids:
+            touching.append(Lesson.teacher_user_id.in_(user_ids))
+        if name_schools:
+            # Names are compared normalised, in Python below; SQL narrows to the lessons
+            # without an account taught from those schools (few, in a short window).
+            main_in_schools = (
+                sa.select(LessonRoom.lesson_id)
+                .join(Classroom, Classroom.id == LessonRoom.classroom_id)
+                .where(LessonRoom.role == RoomRole.MAIN.value)
+                .where(Classroom.school_id.in_(name_schools))
+            )
+            touching.append(
+                sa.and_(Lesson.teacher_user_id.is_(None), Lesson.id.in_(main_in_schools))
+            )
+        query = query.where(sa.or_(*touching))
+    ignore = set(ignore_lesson_ids)
+    lessons: dict[int, dict] = {}
+    for row in (await db.execute(query)).all():
+        (lid, title, l_start, l_end, t_user, t_name, cid, role, school_id, series_id) = row
+        if lid in ignore:
+            continue
+        entry = lessons.get(lid)
+        if entry is None:
+            entry = lessons[lid] = {
+                "title": title,
+                "start": l_start,
+                "end": l_end,
+                "teacher_user_id": t_user,
+                "teacher_name": t_name,
+                "rooms": [],
+                "main_school": None,
+                "series_id": series_id,
+            }
+        entry["rooms"].append(cid)
+        if role == RoomRole.MAIN:
+            entry["main_school"] = school_id
+    bookings = []
+    for lid, e in lessons.items():
+        key = teacher_key(e["teacher_user_id"], e["teacher_name"], e["main_school"] or 0)
+        if narrow and keys is not None and rooms is not None:
+            if key not in keys and not rooms.intersection(e["rooms"]):
+                continue
+        bookings.append(
+            Booking(
+                start=e["start"],
+                end=e["end"],
+                classroom_ids=tuple(e["rooms"]),
+                teacher=key,
+                teacher_name=e["teacher_name"],
+                title=e["title"],
+                lesson_id=lid,
+                series_id=e["series_id"],
+            )
+        )
+    return bookings
+
+
+async def find_clashes(
+    db: AsyncSession,
+    proposed: Sequence[Booking],
+    *,
+    ignore_lesson_ids: Iterable[int] = (),
+) -> list[Clash]:
+    """Every proposal that would overlap a lesson on the calendar or another proposal."""
+    if not proposed:
+        return []
+    start = min(b.start for b in proposed)
+    end = max(b.end for b in proposed)
+    existing = await existing_bookings(
+        db,
+        start,
+        end,
+        classroom_ids={c for b in proposed for c in b.classroom_ids},
+        teachers={b.teacher for b in proposed},
+        ignore_lesson_ids=ignore_lesson_ids,
+    )
+    return sweep(existing, proposed)
+
+
+async def classroom_labels(db: AsyncSession, ids: Iterable[int]) -> dict[int, str]:
+    """ "城关一中 主讲教室" per classroom id, for messages."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = await db.scalars(sa.select(Classroom).where(Classroom.id.in_(wanted)))
+    return {c.id: f"{c.school.name} {c.name}" for c in rows.all()}
+
+
+async def clash_messages(
+    db: AsyncSession, clashes: Sequence[Clash], zone: tzinfo | None = None
+) -> list[str]:
+    rooms = await classroom_labels(db, (c.classroom_id for c in clashes if c.classroom_id))
+    return [c.message(rooms, zone) for c in clashes]
+
+
+async def refuse_clashes(
+    db: AsyncSession,
+    proposed: Sequence[Booking],
+    *,
+    ignore_lesson_ids: Iterable[int] = (),
+    zone: tzinfo | None = None,
+) -> None:
+    """Raise DoubleBooking naming every clash of `proposed`; return if there is none."""
+    clashes = await find_clashes(db, proposed, ignore_lesson_ids=ignore_lesson_ids)
+    if clashes:
+        clashes.sort(key=lambda c: (c.booking.start, c.resource))
+        raise DoubleBooking(clashes, await clash_messages(db, clashes, zone))
+
+
+async def audit_window(db: AsyncSession, start: datetime, end: datetime) -> list[Clash]:
+    """Double bookings already on the calendar in [start, end) (e.g. one term).
+
+    The refusals above keep them out; this finds any that came in another way (rows
+    written before this check existed, a restore from backup) and is what the benchmark
+    times as the term-wide conflict check.
+    """
+    return sweep(await existing_bookings(db, start, end), (), audit=True)
+
+
+async def lock_classrooms(db: AsyncSession, ids: Iterable[int]) -> None:
+    """Row locks on the classrooms about to be booked, in id order (PostgreSQL; SQLite
+    serialises writers anyway), so that two bookings cannot both pass the check."""
+    wanted = sorted(set(ids))
+    if wanted:
+        await db.execute(sa.select(Classroom.id).where(Classroom.id.in_(wanted)).with_for_update())
