@@ -43,6 +43,10 @@ pytestmark = [
 LAPTOP = {"width": 1366, "height": 768}
 PHONE = {"width": 360, "height": 740}
 WORKER = "/static/vendor/hls.js/hls.worker.js"
+# A browser without Media Source Extensions, as iPhone Safari before 17.1 is.
+NO_MSE = (
+    "delete window.MediaSource; delete window.ManagedMediaSource; delete window.WebKitMediaSource;"
+)
 
 
 async def until(probe: Callable[[], Awaitable[Any]], within: float, what: str) -> Any:
@@ -191,6 +195,7 @@ async def test_public_broadcast_from_waiting_to_replay_for_an_anonymous_viewer(
                 notice = await page.locator("#notice").inner_text()
                 assert "直播尚未开始" in notice and "计划开始时间" in notice, notice
                 assert await page.locator("#badge").inner_text() == "未开始"
+                assert await page.locator("#controls").is_hidden()  # nothing to control yet
                 assert await page.locator("#title").inner_text() == "浮力"
                 meta = await page.locator("#meta").inner_text()
                 assert meta == "名校甲 · 李老师 · 物理 · 初二", meta
@@ -256,7 +261,8 @@ async def test_public_broadcast_from_waiting_to_replay_for_an_anonymous_viewer(
                     assert width <= PHONE["width"], width
                     box = await phone.locator("#stage").bounding_box()
                     assert PHONE["width"] - 20 <= box["width"] <= PHONE["width"], box
-                    await teacher_code(phone, teacher)
+                    _, joined_age = await teacher_code(phone, teacher)
+                    print(f"glass-to-page, joining a running broadcast: {joined_age:.1f} s")
                     await phone.close()
 
                     # -------------------------------------------- the playlist drops out
@@ -275,11 +281,13 @@ async def test_public_broadcast_from_waiting_to_replay_for_an_anonymous_viewer(
                     await teacher_code(page, teacher)
                 finally:
                     await api.call("POST", f"/lessons/{lid}/end", {"reason": "下课"})
+                    ended_at = time.monotonic()
                     await stop_all(agents)
 
                 # ------------------------------------------------ the end, then the replay
                 ended = await reach_phase(page, "ended", 60, "the ended state")
                 await until(lambda: page.locator("#notice").is_visible(), 45, "the ended notice")
+                print(f"已结束 shown {time.monotonic() - ended_at:.1f} s after the lesson ended")
                 assert await page.locator("#badge").inner_text() == "已结束"
                 assert "直播已结束" in await page.locator("#notice").inner_text()
                 assert ended["info"]["lesson_state"] == "ended"
@@ -339,6 +347,7 @@ async def test_private_broadcast_asks_to_sign_in_and_plays_for_a_signed_in_user(
                     f"/login?next={quote(f'/broadcast/{lid}', safe='')}"
                 )
                 assert await page.locator("#badge").inner_text() == "需登录"
+                assert await page.locator("#controls").is_hidden()
                 assert await page.locator("#title").inner_text() == "课堂直播"
                 for url in (playlist, f"{base}/live/{lid}/lesson.json"):
                     response = await anonymous.request.get(url)
@@ -360,6 +369,16 @@ async def test_private_broadcast_asks_to_sign_in_and_plays_for_a_signed_in_user(
                 shown = await frames_shown(page)
                 assert shown["advanced"] > 0.5 and shown["decoded"] > 0, shown
                 await teacher_code(page, teacher)
+                # Without MSE (an iPhone before iOS 17.1) the browser's own HLS player
+                # takes the playlist; the cookie goes with its requests too.
+                native = await signed.new_page()
+                await native.add_init_script(NO_MSE)
+                await native.goto(f"{base}/broadcast/{lid}")
+                natively = await playing(native, 60, "the browser's own HLS player")
+                assert natively["player"] == "native", natively
+                await teacher_code(native, teacher)
+                await native.close()
+
                 response = await signed.request.get(playlist)  # the cookie is the credential
                 assert response.status == 200 and "#EXTM3U" in await response.text()
                 assert response.headers["cache-control"] == "no-cache"

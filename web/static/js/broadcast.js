@@ -73,7 +73,7 @@ const state = {
   phase: PHASE.LOADING,
   info: null,
   player: null, // 'hls.js' | 'native' while one is attached
-  playing: false, // frames are being shown right now
+  playing: false, // the current player has shown frames (a pause does not undo it)
   needsClick: false, // the browser refused even a muted autoplay
   ending: false, // the lesson ended; the player plays out what it holds
   trouble: null, // {attempt, retryAt} while a failure is being retried
@@ -85,7 +85,6 @@ let hls = null;
 let mediaRecoveries = 0;
 let pollTimer = null;
 let endingTimer = null;
-let tickTimer = null;
 
 // ------------------------------------------------------------------ lesson.json
 
@@ -268,6 +267,7 @@ function togglePause() {
 
 function toggleFullscreen() {
   if (document.fullscreenElement) document.exitFullscreen?.();
+  else if (!state.player) return;
   else $('stage').requestFullscreen?.().catch(() => {});
 }
 
@@ -294,16 +294,20 @@ document.addEventListener('keydown', (event) => {
 
 // ------------------------------------------------------------------ drawing
 
+/** Text only when it changed: render() runs every second, live regions must not chatter. */
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
 function renderHeader(info) {
   const title = info.title || `${info.subject} · ${info.grade}`;
-  $('title').textContent = title;
-  document.title = t('broadcast.page_title', { title });
-  $('meta').textContent = [info.school, info.teacher_name, info.subject, info.grade]
-    .filter(Boolean)
-    .join(' · ');
+  setText($('title'), title);
+  const pageTitle = t('broadcast.page_title', { title });
+  if (document.title !== pageTitle) document.title = pageTitle;
+  setText($('meta'), [info.school, info.teacher_name, info.subject, info.grade].filter(Boolean).join(' · '));
   const kind = $('kind');
   kind.hidden = !info.kind;
-  kind.textContent = info.kind ? t(`kind.${info.kind}`) : '';
+  setText(kind, info.kind ? t(`kind.${info.kind}`) : '');
 }
 
 function badgeOf() {
@@ -382,42 +386,45 @@ function render() {
   const badge = $('badge');
   const shown = badgeOf();
   badge.dataset.state = shown;
-  badge.textContent = t(`broadcast.badge.${shown}`);
+  setText(badge, t(`broadcast.badge.${shown}`));
 
   const notice = noticeOf();
   $('notice').hidden = !notice;
   video.classList.toggle('is-hidden', Boolean(notice));
   if (notice) {
-    $('notice-title').textContent = notice.title;
-    $('notice-detail').textContent = notice.detail ?? '';
+    setText($('notice-title'), notice.title);
+    setText($('notice-detail'), notice.detail ?? '');
     const link = $('notice-link');
     link.hidden = !notice.link;
     if (notice.link) {
-      link.href = notice.link.href;
-      link.textContent = notice.link.text;
+      if (link.getAttribute('href') !== notice.link.href) link.href = notice.link.href;
+      setText(link, notice.link.text);
     }
     $('retry').hidden = !notice.retry;
   }
   const stalled = state.player && state.info?.broadcast_state === 'stalled';
   $('banner').hidden = !stalled;
-  $('banner').textContent = stalled ? t('broadcast.stalled') : '';
+  setText($('banner'), stalled ? t('broadcast.stalled') : '');
   $('play-big').hidden = !(state.player && state.needsClick && !notice);
 
   const active = Boolean(state.player);
+  $('controls').hidden = !active; // nothing to control while nothing plays
   const sound = $('sound');
   sound.disabled = !active;
   sound.setAttribute('aria-pressed', String(active && !video.muted));
-  sound.textContent = t(video.muted ? 'broadcast.sound.on' : 'broadcast.sound.off');
+  setText(sound, t(video.muted ? 'broadcast.sound.on' : 'broadcast.sound.off'));
   const pause = $('pause');
   pause.disabled = !active;
-  pause.textContent = t(video.paused ? 'broadcast.play' : 'broadcast.pause');
+  setText(pause, t(video.paused ? 'broadcast.play' : 'broadcast.pause'));
   $('fullscreen').disabled = !active || !document.fullscreenEnabled;
 
   const latency = hls?.latency;
-  $('status').textContent =
+  setText(
+    $('status'),
     active && state.playing && Number.isFinite(latency) && latency > 0
       ? t('broadcast.latency', { seconds: Math.round(latency) })
-      : '';
+      : '',
+  );
 }
 
 // ------------------------------------------------------------------ start
@@ -442,6 +449,5 @@ window.tongbuBroadcast = {
 t = await loadCatalogue(lang);
 render();
 // The countdown, the retry seconds and the latency move on their own.
-tickTimer = setInterval(render, 1000);
-window.addEventListener('pagehide', () => clearInterval(tickTimer));
+setInterval(render, 1000);
 await refresh();
