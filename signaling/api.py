@@ -195,6 +195,11 @@ async def _authenticate(call: Call, db: AsyncSession, body: s.LoginRequest, how:
         await audit.record(db, actor, "auth.login_failed", target, detail, call.remote)
         if exc.reason == "locked_now":
             await audit.record(db, actor, "auth.locked", target, detail, call.remote)
+        if exc.reason == "locked":
+            # Said plainly, so a teacher knows to wait or ask for an unlock rather than
+            # retype a right password; a guesser learns only what their own five failures
+            # already did to a name that exists.
+            raise ApiError(401, ErrorCode.ACCOUNT_LOCKED, "the account is locked") from None
         raise ApiError(401, ErrorCode.UNAUTHORIZED, exc.message) from None
     await audit.record(db, user, "auth.login", f"user:{user.username}", {"via": how}, call.remote)
     return user
@@ -204,7 +209,8 @@ async def login(call: Call) -> s.LoginResponse:
     """Exchange a username and password for an API token valid 12 hours.
 
     Five wrong passwords lock the account for 15 minutes; the answer is the same 401
-    whatever went wrong, so it does not reveal which usernames exist.
+    `unauthorized` whatever went wrong, so it does not reveal which usernames exist, except
+    `account_locked` while the lock lasts.
     """
     body: s.LoginRequest = call.body
     async with call.db() as db:
@@ -584,11 +590,12 @@ async def get_pairing(call: Call) -> s.PairingOut:
 
 async def list_lessons(call: Call) -> s.LessonPage:
     """Lessons by planned start; `from`/`to` select those overlapping the window. School
-    staff and devices see the lessons their school takes part in."""
+    staff and devices see the lessons their school takes part in; reviewers, who may watch
+    any lesson, see every lesson (so their home page can list what is live)."""
     q: s.LessonQuery = call.query
     state = LessonState(q.state) if q.state else None
     async with call.db() as db:
-        if is_admin(call.me):
+        if is_admin(call.me) or call.me.role == UserRole.REVIEWER:
             rows, total = await lessons.list_lessons(
                 db,
                 state=state,
@@ -1048,7 +1055,7 @@ ROUTES: tuple[Route, ...] = (
         list_lessons,
         "List lessons",
         "lessons",
-        roles=_SCHOOL,
+        roles=(*_SCHOOL, UserRole.REVIEWER),
         query=s.LessonQuery,
         response=s.LessonPage,
     ),

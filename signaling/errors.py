@@ -38,6 +38,7 @@ class ErrorCode(StrEnum):
     CODEC_UNSUPPORTED = "codec_unsupported"
     # REST
     UNAUTHORIZED = "unauthorized"
+    ACCOUNT_LOCKED = "account_locked"
     CSRF_FAILED = "csrf_failed"
     NOT_FOUND = "not_found"
     INVALID_BODY = "invalid_body"
@@ -77,6 +78,8 @@ DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.SDP_INVALID: "The SDP could not be applied.",
     ErrorCode.CODEC_UNSUPPORTED: "The client accepts none of the codecs offered.",
     ErrorCode.UNAUTHORIZED: "Missing or invalid credentials.",
+    ErrorCode.ACCOUNT_LOCKED: "Sign-in refused, whatever the password: the account is locked "
+    "for a while after repeated wrong passwords (or until an administrator unlocks it).",
     ErrorCode.CSRF_FAILED: "A request signed in by the session cookie changed state without "
     "the session's X-CSRF-Token header, with a wrong one, or from another origin.",
     ErrorCode.NOT_FOUND: "No such resource.",

@@ -140,10 +140,16 @@ admin_page = _page("admin.html")
 
 # The live classroom pages: the teacher console of the main room (/teach/{lesson_id}) and
 # the page of a receiving room (/room/{lesson_id}). Both publish the browser's camera and
-# microphone through the signaling protocol; their join token travels in the URL fragment
-# like the viewer's (getUserMedia needs a secure context: https, or localhost).
+# microphone through the signaling protocol. A signed-in user's page mints its join token
+# through the API; an agent-style link carries one in the URL fragment like the viewer's
+# (getUserMedia needs a secure context: https, or localhost).
 teach_page = _page("teach.html")
 room_page = _page("room.html")
+
+# Signing in (/login?next=/teach/7, back to a path on this site only) and the home page (/),
+# which lists what the signed-in user can do now and sends anyone else to /login.
+login_page = _page("login.html")
+home_page = _page("home.html")
 
 # The live broadcast of a lesson (/broadcast/{lesson_id}): HLS from /live/{lesson_id}/ with
 # the vendored hls.js, for anyone when the lesson is a public broadcast (名校网络课堂).
@@ -159,4 +165,6 @@ def setup_pages(app: web.Application, *, media_origin: str | None = None) -> Non
     app.router.add_get("/admin", admin_page)
     app.router.add_get(r"/teach/{lesson_id:\d{1,15}}", teach_page)
     app.router.add_get(r"/room/{lesson_id:\d{1,15}}", room_page)
+    app.router.add_get("/login", login_page)
+    app.router.add_get("/", home_page)
     app.router.add_get(r"/broadcast/{lesson_id:\d{1,15}}", broadcast_page)

@@ -48,6 +48,9 @@ export const FINAL_ERRORS = new Set([
   'replaced',
 ]);
 
+// Refusals a fresh token from `renewToken` can fix.
+const RENEWABLE_ERRORS = new Set(['token_expired', 'token_invalid']);
+
 const JOIN_TIMEOUT_MS = 15000;
 const BACKOFF_START_MS = 500;
 const BACKOFF_MAX_MS = 10000;
@@ -81,6 +84,9 @@ export class TongbuClient extends EventTarget {
    * @param {{audio?: MediaStreamTrack, video?: MediaStreamTrack}} [options.publish]
    *        the room's own microphone and camera; sent on the offer's publish slots
    * @param {string} [options.preferredVideoCodec]  'h264' (default) or 'vp8', for publishing
+   * @param {() => Promise<string>} [options.renewToken]  a fresh join token when the
+   *        server calls ours expired or invalid (a page signed in with a session mints
+   *        one; a room waiting long for its lesson to open outlives its first token)
    */
   constructor(options) {
     super();
@@ -92,6 +98,7 @@ export class TongbuClient extends EventTarget {
     this.clientInfo = { name: 'tongbu-web', version: '', ...(options.client || {}), kind: 'browser' };
     this.publish = options.publish || null;
     this.preferredVideoCodec = (options.preferredVideoCodec || 'h264').toLowerCase();
+    this.renewToken = options.renewToken || null;
 
     // Public, read-only state of the current connection.
     this.status = STATUS.IDLE;
@@ -109,6 +116,7 @@ export class TongbuClient extends EventTarget {
     this._nextId = 0;
     this._queue = Promise.resolve(); // server messages are handled strictly in order
     this._wakeBackoff = null;
+    this._justRenewed = false;
   }
 
   // ------------------------------------------------------------------ lifecycle
@@ -142,6 +150,10 @@ export class TongbuClient extends EventTarget {
       const started = performance.now();
       const outcome = await this._connectOnce();
       if (this._stopped) break;
+      if (await this._renewed(outcome)) {
+        backoff = BACKOFF_START_MS;
+        continue;
+      }
       if (outcome.final) {
         this._setStatus(outcome.status, { error: outcome.error });
         break;
@@ -161,6 +173,26 @@ export class TongbuClient extends EventTarget {
       this._wakeBackoff = null;
       backoff = Math.min(BACKOFF_MAX_MS, backoff * 2);
     }
+  }
+
+  /**
+   * After a refusal of our token, a fresh one from `renewToken`, once per refusal: a
+   * token refused straight after renewal is final. True when there is a new token to try.
+   */
+  async _renewed(outcome) {
+    if (!outcome.final || !RENEWABLE_ERRORS.has(outcome.error?.code)) {
+      this._justRenewed = false; // anything else (a drop, a closed lesson) re-arms renewal
+      return false;
+    }
+    if (!this.renewToken || this._justRenewed) return false;
+    try {
+      this.token = await this.renewToken();
+    } catch (error) {
+      console.warn('tongbu: could not renew the join token', error);
+      return false;
+    }
+    this._justRenewed = true;
+    return true;
   }
 
   /**
@@ -277,6 +309,7 @@ export class TongbuClient extends EventTarget {
         // The next connection, after a drop, joins with this token (it outlives the
         // original one, which may be short-lived).
         this.token = message.rejoin_token;
+        this._justRenewed = false;
         this.connections += 1;
         this._setStatus(STATUS.JOINED);
         this._emit('joined', { joined: message });

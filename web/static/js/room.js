@@ -3,13 +3,27 @@
 // as a classroom box), a raise-hand button, the link quality, and automatic rejoin after a
 // drop (protocol.js reconnects with the rejoin token; this page only shows it).
 //
-// The join token comes in the URL fragment (`/room/7#token=JOIN`), like the viewer's.
+// A signed-in school account opens /room/7?classroom=12 (the home page's link): the page
+// mints that receiving room's join token with the session. Without `?classroom=` it takes
+// the user's own school's receiving room in the lesson when there is one, or lists them
+// to choose from when there are several. An agent-style link (`/room/7#token=JOIN`) still
+// joins with that token alone (see live_entry.js).
+//
 // Tests read `window.tongbuRoom` (end of file) rather than scraping the DOM.
 
-import { loadCatalogue } from './api.js';
+import { api, loadCatalogue } from './api.js';
 import { renderLessonHeader, renderLessonTimer } from './lesson_view.js';
+import {
+  closedLesson,
+  entryRefusal,
+  mintJoinToken,
+  rememberRejoinToken,
+  takeFragmentToken,
+} from './live_entry.js';
+import { mountNav, withLang } from './nav.js';
 import { STATUS, TongbuClient } from './protocol.js';
 import { LinkMeter, describe, summarise } from './quality.js';
+import { currentSession, requireSession } from './session.js';
 
 const params = new URLSearchParams(window.location.search);
 const lang = params.get('lang') === 'en' ? 'en' : 'zh-CN';
@@ -20,6 +34,9 @@ const $ = (id) => document.getElementById(id);
 // Until the catalogue arrives, keys stand for themselves.
 let t = Object.assign((key) => key, { has: () => false });
 let client = null;
+let session = null; // the signed-in session, or null (an agent-style link needs none)
+let linkToken = null; // the join token of an agent-style link
+let classroomId = null; // the receiving room this page is, once known
 let local = null; // MediaStream of our camera and microphone, or null
 let soundOn = true;
 let lastStatus = { status: STATUS.IDLE };
@@ -70,32 +87,6 @@ function errorText(error) {
   if (!error) return '';
   for (const key of [`live.error.${error.code}`, `error.${error.code}`]) if (t.has(key)) return t(key);
   return t('error.unknown', { code: error.code });
-}
-
-// ------------------------------------------------------------------ token
-
-/** `#token=` moves to sessionStorage (see watch.js); each rejoin token replaces it. */
-function takeToken() {
-  const key = `tongbu.room.${lessonId}`;
-  const fromHash = new URLSearchParams(window.location.hash.slice(1)).get('token');
-  try {
-    if (fromHash) {
-      sessionStorage.setItem(key, fromHash);
-      history.replaceState(null, '', window.location.pathname + window.location.search);
-      return fromHash;
-    }
-    return sessionStorage.getItem(key);
-  } catch {
-    return fromHash;
-  }
-}
-
-function rememberRejoinToken(token) {
-  try {
-    sessionStorage.setItem(`tongbu.room.${lessonId}`, token);
-  } catch {
-    // storage disabled: a reload then needs the link again
-  }
 }
 
 // ------------------------------------------------------------------ own camera
@@ -299,6 +290,7 @@ function renderTimer() {
 }
 
 function renderStatus() {
+  if (!client) return; // before joining, the entry steps own the status line
   const { status, attempt, delayMs, error } = lastStatus;
   let text;
   switch (status) {
@@ -354,6 +346,15 @@ window.tongbuRoom = {
   get client() {
     return client;
   },
+  /** How the page got in: 'link' (a #token= link) or 'session'; null before it knows. */
+  get entry() {
+    if (linkToken) return 'link';
+    return session ? 'session' : null;
+  },
+  /** The receiving room this page is (session mode), once chosen. */
+  get classroomId() {
+    return classroomId ?? client?.joined?.you?.classroom_id ?? null;
+  },
   get status() {
     return client?.status ?? STATUS.IDLE;
   },
@@ -392,16 +393,126 @@ window.tongbuRoom = {
 
 // ------------------------------------------------------------------ start
 
+// ------------------------------------------------------------------ entry
+
+/** A refusal or a closed lesson, said in the status line; the page goes no further. */
+function stopWith({ status, text }) {
+  const node = $('status');
+  node.textContent = text;
+  node.dataset.status = status;
+  $('self-placeholder').textContent = '';
+  $('hand').disabled = true;
+  for (const track of local?.getTracks() ?? []) track.stop();
+  document.body.classList.toggle('lesson-ended', status === 'ended');
+}
+
+/**
+ * Which receiving room this page is: `?classroom=`, else the user's school's only one in
+ * the lesson. Resolves to a classroom id, or null after drawing the chooser (several) or
+ * a refusal (none, or a `?classroom=` that is not a receiving room of the lesson).
+ */
+async function chooseClassroom(lesson) {
+  const receiving = lesson.rooms.filter((r) => r.role === 'receiving');
+  const asked = params.get('classroom');
+  if (asked !== null) {
+    const room = receiving.find((r) => String(r.classroom_id) === asked);
+    if (room) return room.classroom_id;
+    const main = lesson.rooms.some((r) => r.role === 'main' && String(r.classroom_id) === asked);
+    stopWith({
+      status: main ? 'wrong_role' : 'unknown_room',
+      text: t(main ? 'live.entry.wrong_role' : 'live.entry.unknown_room'),
+    });
+    return null;
+  }
+  let mine = receiving;
+  if (session.user.role !== 'admin') {
+    const own = new Set((await api.get('/classrooms')).items.map((c) => c.id));
+    mine = receiving.filter((r) => own.has(r.classroom_id));
+  }
+  if (mine.length === 1) {
+    // Into the address bar, so a reload or a bookmark comes back to the same room.
+    const query = new URLSearchParams(window.location.search);
+    query.set('classroom', String(mine[0].classroom_id));
+    history.replaceState(null, '', `${window.location.pathname}?${query}`);
+    return mine[0].classroom_id;
+  }
+  if (mine.length === 0) {
+    stopWith({ status: 'forbidden', text: t('live.entry.no_room') });
+    return null;
+  }
+  showChooser(mine);
+  return null;
+}
+
+function showChooser(rooms) {
+  const list = $('room-choices');
+  list.replaceChildren(
+    ...rooms.map((room) => {
+      const item = document.createElement('li');
+      const link = document.createElement('a');
+      link.className = 'button-link';
+      link.href = withLang(`/room/${lessonId}?classroom=${room.classroom_id}`);
+      link.dataset.classroomId = String(room.classroom_id);
+      link.textContent = `${room.school_name} · ${room.name}`;
+      item.append(link);
+      return item;
+    }),
+  );
+  $('room-chooser').hidden = false;
+  document.body.classList.add('choosing');
+  const node = $('status');
+  node.textContent = t('room.choose.status', { count: rooms.length });
+  node.dataset.status = 'choose';
+  $('self-placeholder').textContent = '';
+}
+
+async function mintRoomToken() {
+  return (await mintJoinToken(lessonId, 'receiving', classroomId)).token;
+}
+
+function join(token, { fromLink }) {
+  const publish = local
+    ? { audio: localTrack('audio') ?? undefined, video: localTrack('video') ?? undefined }
+    : null;
+  client = new TongbuClient({
+    token,
+    lessonId,
+    role: 'receiving',
+    client: { name: 'tongbu-room', version: '1' },
+    publish,
+    // Signed in: a token that expires while the room waits for the lesson is renewed.
+    renewToken: fromLink ? null : mintRoomToken,
+  });
+  client.addEventListener('status', (e) => {
+    lastStatus = e.detail;
+    renderStatus();
+  });
+  client.addEventListener('joined', (e) => {
+    if (fromLink) rememberRejoinToken('room', lessonId, e.detail.joined.rejoin_token);
+    renderLesson(e.detail.joined);
+    renderTimer();
+  });
+  client.addEventListener('lesson_state', () => {
+    renderLessonState();
+    renderMedia(client.receivers());
+  });
+  client.addEventListener('media', (e) => renderMedia(e.detail.receivers));
+  client.addEventListener('mute_request', (e) => applyTeacherMute(e.detail.kind, e.detail.muted));
+  client.addEventListener('error', (e) => console.warn('tongbu:', e.detail.error.code, e.detail.error.message));
+  client.start();
+}
+
+// ------------------------------------------------------------------ start
+
 async function main() {
   await loadMessages();
   renderLocalControls();
-  const token = takeToken();
-  if (!lessonId || !token) {
-    $('status').textContent = t('live.status.no_token');
-    $('status').dataset.status = 'no_token';
-    $('self-placeholder').textContent = '';
-    return;
-  }
+  linkToken = takeFragmentToken('room', lessonId);
+  // A link carries its own way in; without one the page needs a signed-in user.
+  session = linkToken ? await currentSession().catch(() => null) : await requireSession();
+  if (!linkToken && !session) return; // on the way to the login page
+  await mountNav(t, { session, beforeSignOut: () => client?.close() });
+
   $('hand').addEventListener('click', toggleHand);
   $('mic').addEventListener('click', () => toggleLocal('audio'));
   $('cam').addEventListener('click', () => toggleLocal('video'));
@@ -414,44 +525,33 @@ async function main() {
     if (event.target.closest?.('input, textarea, select')) return;
     if (event.key.toLowerCase() === 'h') toggleHand();
   });
-
-  await openCamera(); // without a camera the room still watches and raises its hand
-  renderLocalControls();
-  const publish = local
-    ? { audio: localTrack('audio') ?? undefined, video: localTrack('video') ?? undefined }
-    : null;
-  client = new TongbuClient({
-    token,
-    lessonId,
-    role: 'receiving',
-    client: { name: 'tongbu-room', version: '1' },
-    publish,
-  });
-  client.addEventListener('status', (e) => {
-    lastStatus = e.detail;
-    renderStatus();
-  });
-  client.addEventListener('joined', (e) => {
-    rememberRejoinToken(e.detail.joined.rejoin_token);
-    renderLesson(e.detail.joined);
-    renderTimer();
-  });
-  client.addEventListener('lesson_state', () => {
-    renderLessonState();
-    renderMedia(client.receivers());
-  });
-  client.addEventListener('media', (e) => renderMedia(e.detail.receivers));
-  client.addEventListener('mute_request', (e) => applyTeacherMute(e.detail.kind, e.detail.muted));
-  client.addEventListener('error', (e) => console.warn('tongbu:', e.detail.error.code, e.detail.error.message));
-  client.start();
   setInterval(() => {
     renderPlaceholders();
     renderStatus();
     renderTimer();
   }, 1000);
   setInterval(() => renderQuality().catch(() => {}), 2000);
-}
 
+  let token = linkToken;
+  if (!linkToken) {
+    try {
+      const lesson = await api.get(`/lessons/${lessonId}`);
+      renderLessonHeader(t, lang, { lesson, you: { name: t('room.title') } }, 'room.page_title');
+      const closed = closedLesson(t, lesson);
+      if (closed) return stopWith(closed);
+      classroomId = await chooseClassroom(lesson);
+      if (classroomId == null) return;
+      const room = lesson.rooms.find((r) => r.classroom_id === classroomId);
+      renderLessonHeader(t, lang, { lesson, you: room }, 'room.page_title');
+      token = await mintRoomToken();
+    } catch (error) {
+      return stopWith(entryRefusal(t, error, lessonId));
+    }
+  }
+  await openCamera(); // without a camera the room still watches and raises its hand
+  renderLocalControls();
+  join(token, { fromLink: Boolean(linkToken) });
+}
 main().catch((error) => {
   console.error(error);
   $('status').textContent = String(error);

@@ -122,10 +122,14 @@ export async function signOut() {
   }
 }
 
-/** Where the login page sends the user back to: a path on this site, never elsewhere. */
+/**
+ * Where the login page sends the user back to: a path on this site, never elsewhere.
+ * Backslashes and control characters are refused anywhere: browsers drop tabs and
+ * newlines from URLs and read `\` as `/`, so `/\t/evil.example` would leave the site.
+ */
 export function safeNext(value) {
   if (typeof value !== 'string' || !value.startsWith('/') || value.startsWith('//')) return '/';
-  if (value.startsWith('/\\') || value.startsWith('/login')) return '/';
+  if (/[\\\u0000-\u001f\u007f]/.test(value) || /^\/login(?:[/?#]|$)/.test(value)) return '/';
   return value;
 }
 

@@ -3,16 +3,28 @@
 // link quality and the teacher's controls (stage, answer a raised hand, mute), plus the
 // lesson timer and "end the lesson". protocol.js does all the protocol work.
 //
-// The join token comes in the URL fragment (`/teach/7#token=JOIN&api=BEARER`), like the
-// viewer's. `api` is an optional REST API bearer token, needed only to end the lesson; the
-// button is hidden without it. (The accounts work will replace it with the session cookie.)
+// A signed-in teacher (or the main school's admin) opens /teach/7: the page reads the
+// lesson, mints the main room's join token with the session, and offers "开始上课" until the
+// lesson is live (open/start through the API, then join); "下课" ends it for every room.
+// An agent-style link (`/teach/7#token=JOIN`) still joins with that token alone (see
+// live_entry.js); ending the lesson then needs a signed-in user who may run it.
 //
 // Tests read `window.tongbuConsole` (end of file) rather than scraping the DOM.
 
-import { loadCatalogue } from './api.js';
+import { ApiError, api, loadCatalogue } from './api.js';
 import { renderLessonHeader, renderLessonTimer } from './lesson_view.js';
+import {
+  closedLesson,
+  entryRefusal,
+  mayRunLessons,
+  mintJoinToken,
+  rememberRejoinToken,
+  takeFragmentToken,
+} from './live_entry.js';
+import { mountNav } from './nav.js';
 import { STATUS, TongbuClient } from './protocol.js';
 import { LinkMeter, describe, summarise } from './quality.js';
+import { currentSession, requireSession } from './session.js';
 
 const params = new URLSearchParams(window.location.search);
 const lang = params.get('lang') === 'en' ? 'en' : 'zh-CN';
@@ -24,7 +36,9 @@ const roomsNode = $('rooms');
 // Until the catalogue arrives, keys stand for themselves.
 let t = Object.assign((key) => key, { has: () => false });
 let client = null;
-let credentials = { token: null, api: null };
+let session = null; // the signed-in session, or null (an agent-style link needs none)
+let lesson = null; // the lesson as GET /lessons/{id} gave it (session mode)
+let linkToken = null; // the join token of an agent-style link
 let local = null; // MediaStream of our camera and microphone, or null
 let soundOn = true;
 let lastStatus = { status: STATUS.IDLE };
@@ -44,37 +58,6 @@ function errorText(error) {
   if (!error) return '';
   for (const key of [`live.error.${error.code}`, `error.${error.code}`]) if (t.has(key)) return t(key);
   return t('error.unknown', { code: error.code });
-}
-
-// ------------------------------------------------------------------ credentials
-
-/**
- * `#token=JOIN&api=BEARER` moves to sessionStorage and leaves the address bar, so a copied
- * link or a screenshot does not carry it while a reload still works. The rejoin token of
- * each `joined` replaces the join token there (the original may be short-lived).
- */
-function takeCredentials() {
-  const key = `tongbu.teach.${lessonId}`;
-  const hash = new URLSearchParams(window.location.hash.slice(1));
-  const fromHash = { token: hash.get('token'), api: hash.get('api') };
-  try {
-    if (fromHash.token) {
-      sessionStorage.setItem(key, JSON.stringify(fromHash));
-      history.replaceState(null, '', window.location.pathname + window.location.search);
-      return fromHash;
-    }
-    return JSON.parse(sessionStorage.getItem(key) || 'null') || fromHash;
-  } catch {
-    return fromHash;
-  }
-}
-
-function rememberRejoinToken(token) {
-  try {
-    sessionStorage.setItem(`tongbu.teach.${lessonId}`, JSON.stringify({ ...credentials, token }));
-  } catch {
-    // storage disabled: a reload then needs the link again
-  }
 }
 
 // ------------------------------------------------------------------ own camera
@@ -377,22 +360,17 @@ async function endLesson() {
   node.dataset.armed = 'false';
   node.textContent = t('teach.ending');
   try {
-    const response = await fetch(`/api/v1/lessons/${lessonId}/end`, {
-      method: 'POST',
-      headers: { Authorization: `Bearer ${credentials.api}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ reason: 'ended_by_teacher' }),
-      credentials: 'same-origin',
-    });
-    if (!response.ok) {
-      const body = await response.json().catch(() => ({}));
-      throw new Error(body?.error?.message || `HTTP ${response.status}`);
-    }
+    await api.post(`/lessons/${lessonId}/end`, { reason: 'ended_by_teacher' });
     // The server now sends `lesson_ended` on every socket, ours included.
   } catch (error) {
     node.disabled = false;
     node.textContent = t('teach.end');
-    showNotice(t('teach.end_failed', { reason: error.message }));
+    showNotice(t('teach.end_failed', { reason: refusalText(error) }));
   }
+}
+
+function refusalText(error) {
+  return error instanceof ApiError ? entryRefusal(t, error, lessonId).text : String(error?.message ?? error);
 }
 
 let noticeUntil = 0;
@@ -439,6 +417,7 @@ function renderTimer() {
 }
 
 function renderStatus() {
+  if (!client) return; // before joining, the entry steps own the status line
   const { status, attempt, delayMs, error } = lastStatus;
   let text;
   switch (status) {
@@ -530,6 +509,11 @@ window.tongbuConsole = {
   get client() {
     return client;
   },
+  /** How the page got in: 'link' (a #token= link) or 'session'; null before it knows. */
+  get entry() {
+    if (linkToken) return 'link';
+    return session ? 'session' : null;
+  },
   get status() {
     return client?.status ?? STATUS.IDLE;
   },
@@ -549,50 +533,103 @@ window.tongbuConsole = {
   },
 };
 
-// ------------------------------------------------------------------ start
+// ------------------------------------------------------------------ entry
 
-async function main() {
-  await loadMessages();
-  renderLocalControls();
-  credentials = takeCredentials();
-  if (!lessonId || !credentials.token) {
-    $('status').textContent = t('live.status.no_token');
-    $('status').dataset.status = 'no_token';
-    $('self-placeholder').textContent = '';
-    return;
-  }
-  $('end-lesson').hidden = !credentials.api;
-  $('end-lesson').addEventListener('click', endLesson);
-  $('sound').addEventListener('click', () => {
-    soundOn = !soundOn;
-    applySound();
+/** A refusal or a closed lesson, said in the status line; the page goes no further. */
+function stopWith({ status, text }) {
+  const node = $('status');
+  node.textContent = text;
+  node.dataset.status = status;
+  $('start-lesson').hidden = true;
+  $('self-placeholder').textContent = '';
+  for (const track of local?.getTracks() ?? []) track.stop();
+  document.body.classList.toggle('lesson-ended', status === 'ended');
+}
+
+function mainRoom() {
+  return lesson?.rooms.find((r) => r.role === 'main') ?? null;
+}
+
+async function mintMainToken() {
+  return (await mintJoinToken(lessonId, 'main', mainRoom().classroom_id)).token;
+}
+
+/** Waiting for the teacher: the camera is on, the rooms are listed, "开始上课" is offered. */
+function offerStart() {
+  const receiving = lesson.rooms.filter((r) => r.role === 'receiving');
+  const node = $('status');
+  node.textContent = t('teach.status.ready', {
+    state: t(`lesson.state.${lesson.state}`),
+    rooms: receiving.map((r) => r.school_name).join('、') || '—',
   });
-  $('mic').addEventListener('click', () => toggleLocal('audio'));
-  $('cam').addEventListener('click', () => toggleLocal('video'));
-  document.addEventListener('keydown', onKey);
+  node.dataset.status = 'ready';
+  const pill = $('lesson-state');
+  pill.hidden = false;
+  pill.textContent = t(`lesson.state.${lesson.state}`);
+  pill.dataset.state = lesson.state;
+  const button = $('start-lesson');
+  button.hidden = false;
+  button.focus();
+}
 
-  // Publish what we can: without a camera the teacher still sees and runs the lesson.
-  await openCamera();
-  renderLocalControls();
+/** scheduled → open → live through the API (audited as this teacher's), then join. */
+async function startLesson() {
+  const button = $('start-lesson');
+  button.disabled = true;
+  button.textContent = t('teach.starting');
+  try {
+    if (lesson.state === 'scheduled') lesson = await api.post(`/lessons/${lessonId}/open`);
+    if (lesson.state === 'open') lesson = await api.post(`/lessons/${lessonId}/start`);
+  } catch (error) {
+    if (!(error instanceof ApiError && error.code === 'illegal_transition')) {
+      button.disabled = false;
+      button.textContent = t('teach.start');
+      showNotice(t('teach.start_failed', { reason: refusalText(error) }));
+      return;
+    }
+    // Started meanwhile (a classroom box, another tab) or ended: go by what it is now.
+    try {
+      lesson = await api.get(`/lessons/${lessonId}`);
+    } catch (again) {
+      stopWith(entryRefusal(t, again, lessonId));
+      return;
+    }
+    const closed = closedLesson(t, lesson);
+    if (closed) {
+      stopWith(closed);
+      return;
+    }
+  }
+  button.hidden = true;
+  try {
+    join(await mintMainToken(), { fromLink: false });
+  } catch (error) {
+    stopWith(entryRefusal(t, error, lessonId));
+  }
+}
+
+function join(token, { fromLink }) {
   const publish = local
     ? { audio: local.getAudioTracks()[0] ?? undefined, video: local.getVideoTracks()[0] ?? undefined }
     : null;
-
   client = new TongbuClient({
-    token: credentials.token,
+    token,
     lessonId,
     role: 'main',
     client: { name: 'tongbu-teach', version: '1' },
     publish,
+    // Signed in: a token the server calls expired is replaced by a fresh one.
+    renewToken: fromLink ? null : mintMainToken,
   });
   client.addEventListener('status', (e) => {
     lastStatus = e.detail;
     renderStatus();
   });
   client.addEventListener('joined', (e) => {
-    rememberRejoinToken(e.detail.joined.rejoin_token);
+    if (fromLink) rememberRejoinToken('teach', lessonId, e.detail.joined.rejoin_token);
     renderLesson(e.detail.joined);
     renderTimer();
+    $('end-lesson').hidden = !mayRunLessons(session?.user);
   });
   client.addEventListener('lesson_state', () => {
     renderRooms();
@@ -605,12 +642,58 @@ async function main() {
     if (!error.fatal) showNotice(errorText(error));
   });
   client.start();
+}
+
+// ------------------------------------------------------------------ start
+
+async function main() {
+  await loadMessages();
+  renderLocalControls();
+  linkToken = takeFragmentToken('teach', lessonId);
+  // A link carries its own way in; without one the page needs a signed-in user.
+  session = linkToken ? await currentSession().catch(() => null) : await requireSession();
+  if (!linkToken && !session) return; // on the way to the login page
+  await mountNav(t, { session, beforeSignOut: () => client?.close() });
+
+  $('end-lesson').addEventListener('click', endLesson);
+  $('start-lesson').addEventListener('click', startLesson);
+  $('sound').addEventListener('click', () => {
+    soundOn = !soundOn;
+    applySound();
+  });
+  $('mic').addEventListener('click', () => toggleLocal('audio'));
+  $('cam').addEventListener('click', () => toggleLocal('video'));
+  document.addEventListener('keydown', onKey);
   setInterval(() => {
     renderPlaceholders();
     renderStatus();
     renderTimer();
   }, 1000);
   setInterval(() => renderQuality().catch(() => {}), 2000);
+
+  if (linkToken) {
+    // Publish what we can: without a camera the teacher still sees and runs the lesson.
+    await openCamera();
+    renderLocalControls();
+    join(linkToken, { fromLink: true });
+    return;
+  }
+  let token;
+  try {
+    lesson = await api.get(`/lessons/${lessonId}`);
+    renderLesson({ lesson, you: { name: mainRoom()?.name ?? '' } });
+    const closed = closedLesson(t, lesson);
+    if (closed) return stopWith(closed);
+    token = await mintMainToken(); // also proves, before the camera opens, that we may
+  } catch (error) {
+    return stopWith(entryRefusal(t, error, lessonId));
+  }
+  await openCamera();
+  renderLocalControls();
+  // A classroom device cannot open or start lessons: its join makes an open lesson live,
+  // and it waits (retrying) for one that is not open yet, as a classroom box does.
+  if (lesson.state === 'live' || !mayRunLessons(session.user)) join(token, { fromLink: false });
+  else offerStart();
 }
 
 main().catch((error) => {

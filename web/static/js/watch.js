@@ -1,66 +1,39 @@
 // The live lesson viewer: every room of a lesson, the main room large, receiving rooms as
 // tiles. All protocol work is in protocol.js; this file only draws what the client reports.
 //
+// A signed-in reviewer, admin or school staff member opens /watch/7 and the page mints a
+// watch token with the session; a link with `#token=` (the demo's WATCH_URL, the admin
+// overview's) joins with that token alone (see live_entry.js).
+//
 // Tests read `window.tongbuViewer` (see the end of this file) rather than scraping the DOM.
 
+import { loadCatalogue, pageLang } from './api.js';
+import { entryRefusal, mintJoinToken, takeFragmentToken } from './live_entry.js';
+import { mountNav } from './nav.js';
 import { STATUS, TongbuClient } from './protocol.js';
+import { currentSession, requireSession } from './session.js';
 
-const params = new URLSearchParams(window.location.search);
-const lang = params.get('lang') === 'en' ? 'en' : 'zh-CN';
+const lang = pageLang();
 const lessonId = Number(window.location.pathname.match(/\/watch\/(\d+)/)?.[1]) || null;
 
 const $ = (id) => document.getElementById(id);
 const grid = $('grid');
 
-let messages = {};
+// Until the catalogue arrives, keys stand for themselves.
+let t = Object.assign((key) => key, { has: () => false });
 let client = null;
+let session = null;
+let linkToken = null;
 let soundOn = false;
 let lastStatus = { status: STATUS.IDLE };
 const tiles = new Map(); // classroom_id -> tile record (see makeTile)
 
 // ------------------------------------------------------------------ i18n
 
-function t(key, vars = {}) {
-  const text = messages[key] ?? key;
-  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ''));
-}
-
-async function loadMessages() {
-  const response = await fetch(`/static/i18n/${lang}.json`);
-  messages = await response.json();
-  document.documentElement.lang = lang;
-  for (const node of document.querySelectorAll('[data-i18n]')) node.textContent = t(node.dataset.i18n);
-  const swap = $('lang-switch');
-  swap.textContent = lang === 'en' ? '中文' : 'English';
-  swap.href = lang === 'en' ? window.location.pathname : '?lang=en';
-}
-
 function errorText(error) {
   if (!error) return '';
   const key = `error.${error.code}`;
-  return key in messages ? t(key) : t('error.unknown', { code: error.code });
-}
-
-// ------------------------------------------------------------------ token
-
-/**
- * The watch token comes in the URL fragment, which browsers never send to servers. Once
- * read it is moved to sessionStorage and removed from the address bar, so that a copied
- * link or a screenshot does not carry it while a reload still works.
- */
-function takeToken() {
-  const key = `tongbu.watch.${lessonId}`;
-  const fromHash = new URLSearchParams(window.location.hash.slice(1)).get('token');
-  try {
-    if (fromHash) {
-      sessionStorage.setItem(key, fromHash);
-      history.replaceState(null, '', window.location.pathname + window.location.search);
-      return fromHash;
-    }
-    return sessionStorage.getItem(key);
-  } catch {
-    return fromHash; // storage disabled: keep working for this load at least
-  }
+  return t.has(key) ? t(key) : t('error.unknown', { code: error.code });
 }
 
 // ------------------------------------------------------------------ tiles
@@ -344,6 +317,11 @@ function sampleColour(classroomId, region = { x: 0.25, y: 0.25, w: 0.5, h: 0.5 }
 window.tongbuViewer = {
   lang,
   lessonId,
+  /** How the page got in: 'link' (a #token= link) or 'session'; null before it knows. */
+  get entry() {
+    if (linkToken) return 'link';
+    return session ? 'session' : null;
+  },
   get client() {
     return client;
   },
@@ -373,23 +351,43 @@ window.tongbuViewer = {
 
 // ------------------------------------------------------------------ start
 
+/** A refusal, said in the status line; the page goes no further. */
+function stopWith({ status, text }) {
+  const node = $('status');
+  node.textContent = text;
+  node.dataset.status = status;
+}
+
+async function mintWatchToken() {
+  return (await mintJoinToken(lessonId, 'watch')).token;
+}
+
 async function main() {
-  await loadMessages();
+  t = await loadCatalogue(lang);
   $('sound').addEventListener('click', () => {
     soundOn = !soundOn;
     applySound();
   });
-  const token = takeToken();
-  if (!lessonId || !token) {
-    $('status').textContent = t('status.no_token');
-    $('status').dataset.status = 'no_token';
-    return;
+  linkToken = takeFragmentToken('watch', lessonId);
+  // A link carries its own way in; without one the page needs a signed-in user.
+  session = linkToken ? await currentSession().catch(() => null) : await requireSession();
+  if (!linkToken && !session) return; // on the way to the login page
+  await mountNav(t, { session, beforeSignOut: () => client?.close() });
+  let token = linkToken;
+  if (!token) {
+    try {
+      token = await mintWatchToken();
+    } catch (error) {
+      stopWith(entryRefusal(t, error, lessonId));
+      return;
+    }
   }
   client = new TongbuClient({
     token,
     lessonId,
     role: 'watch',
     client: { name: 'tongbu-watch', version: '1' },
+    renewToken: linkToken ? null : mintWatchToken,
   });
   client.addEventListener('status', (e) => {
     lastStatus = e.detail;
