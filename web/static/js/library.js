@@ -1,11 +1,16 @@
 // The library search page (/library): a search box, filters, result cards, pages.
 //
-// State lives in the address bar (?q=&subject=&grade=&kind=&page=&lang=), so a search can
-// be bookmarked, shared and reloaded, and Back returns to the previous page of results.
+// State lives in the address bar (?q=&subject=&grade=&teacher=&school=&kind=&from=&to=
+// &page=&lang=), so a search can be bookmarked, shared and reloaded, and Back returns to
+// the previous page of results. The filter choices come from GET /library/facets: the
+// values found among the entries this visitor may see, so a choice always finds lessons.
+// Signed in (the session cookie), the API also lists the private entries the user may
+// see; anonymous visitors see published 名校网络课堂 only, and the page says so.
 // Tests read `window.tongbuLibrary`.
 
 import {
   apiGet,
+  currentSession,
   errorText,
   formatClock,
   formatDate,
@@ -14,25 +19,44 @@ import {
   pageLang,
   schoolsLine,
 } from './api.js';
+import { mountNav } from './nav.js';
+import { loginUrl } from './session.js';
 
 export const PAGE_SIZE = 12;
-// Suggestions only: the filters are free text matched exactly, as the API does.
-const SUBJECTS = ['语文', '数学', '英语', '科学', '物理', '化学', '生物', '历史', '地理', '道德与法治', '音乐', '美术', '体育', '信息技术'];
-const GRADES = ['一年级', '二年级', '三年级', '四年级', '五年级', '六年级', '初一', '初二', '初三', '高一', '高二', '高三'];
-const FILTERS = ['q', 'subject', 'grade', 'kind'];
+export const FILTERS = ['q', 'subject', 'grade', 'teacher', 'school', 'kind', 'from', 'to'];
+const DATE = /^\d{4}-\d{2}-\d{2}$/;
 
 const lang = pageLang();
 const $ = (id) => document.getElementById(id);
 let t = (key) => key;
 let last = { status: 'loading', total: 0, items: [], error: null };
+let facets = null;
 
-/** The search the address bar describes. */
+/** The search the address bar describes; malformed dates and school ids are dropped. */
 export function queryFromLocation(location = window.location) {
   const params = new URLSearchParams(location.search);
   const query = {};
   for (const key of FILTERS) query[key] = (params.get(key) ?? '').trim();
+  for (const key of ['from', 'to']) if (!DATE.test(query[key])) query[key] = '';
+  if (!/^[1-9]\d{0,14}$/.test(query.school)) query.school = '';
   query.page = Math.max(1, Number.parseInt(params.get('page') ?? '1', 10) || 1);
   return query;
+}
+
+/**
+ * A calendar day (YYYY-MM-DD) as the instant its local midnight falls on, or `days` later.
+ * The date range is of days as the visitor reads them: `to` is included, so the API's
+ * exclusive end is the next day's midnight.
+ */
+export function dayStart(day, days = 0) {
+  const [y, m, d] = day.split('-').map(Number);
+  return new Date(y, m - 1, d + days).toISOString();
+}
+
+/** The filters that are set, as an error key when they contradict each other. */
+export function queryProblem(query) {
+  if (query.from && query.to && query.from > query.to) return 'library.error.dates';
+  return null;
 }
 
 /** GET /library parameters for a search (page numbers are 1-based). */
@@ -41,7 +65,11 @@ export function apiParams(query, pageSize = PAGE_SIZE) {
     q: query.q,
     subject: query.subject,
     grade: query.grade,
+    teacher: query.teacher,
+    school_id: query.school,
     kind: query.kind,
+    from: query.from ? dayStart(query.from) : '',
+    to: query.to ? dayStart(query.to, 1) : '',
     sort: '-date',
     limit: pageSize,
     offset: (query.page - 1) * pageSize,
@@ -97,6 +125,12 @@ export function renderCard(entry, translate, language = lang) {
     tag.textContent = text;
     tags.append(tag);
   }
+  if (!entry.published) {
+    const tag = document.createElement('span');
+    tag.className = 'tag tag-private';
+    tag.textContent = translate('library.card.unpublished');
+    tags.append(tag);
+  }
   if (entry.state !== 'ready') {
     const tag = document.createElement('span');
     tag.className = `tag tag-${entry.state}`;
@@ -120,7 +154,20 @@ export function renderCard(entry, translate, language = lang) {
 }
 
 function fillForm(query) {
-  for (const key of FILTERS) $(key).value = query[key];
+  for (const key of FILTERS) {
+    const field = $(key);
+    // A bookmarked value no longer among the choices stays visible (and searched for).
+    if (field.tagName === 'SELECT' && query[key] && ![...field.options].some((o) => o.value === query[key])) {
+      field.append(new Option(key === 'school' ? t('library.filter.school_id', { id: query[key] }) : query[key], query[key]));
+    }
+    field.value = query[key];
+  }
+}
+
+function formQuery() {
+  const query = { page: 1 };
+  for (const key of FILTERS) query[key] = $(key).value.trim();
+  return query;
 }
 
 function navigate(query, { replace = false } = {}) {
@@ -135,10 +182,25 @@ function navigate(query, { replace = false } = {}) {
   return search();
 }
 
+function showError(text) {
+  $('results').replaceChildren();
+  $('pager').hidden = true;
+  $('summary').textContent = text;
+  $('summary').dataset.status = 'error';
+}
+
 async function search() {
   const query = queryFromLocation();
   fillForm(query);
+  // The login link comes back to this very search.
+  if ($('scope-login')) $('scope-login').href = loginUrl();
   const summary = $('summary');
+  const problem = queryProblem(query);
+  if (problem) {
+    last = { status: 'error', total: 0, items: [], error: problem, query };
+    showError(t(problem));
+    return;
+  }
   summary.textContent = t('library.searching');
   summary.dataset.status = 'loading';
   last = { ...last, status: 'loading' };
@@ -147,9 +209,10 @@ async function search() {
     last = { status: 'ready', total: page.total, items: page.items, error: null, query };
     $('results').replaceChildren(...page.items.map((entry) => renderCard(entry, t)));
     const pages = Math.max(1, Math.ceil(page.total / PAGE_SIZE));
+    const filtered = FILTERS.some((key) => query[key]);
     summary.textContent = page.total
       ? t('library.summary', { total: page.total })
-      : t(query.q || query.subject || query.grade || query.kind ? 'library.empty_search' : 'library.empty');
+      : t(filtered ? 'library.empty_search' : 'library.empty');
     summary.dataset.status = 'ready';
     $('pager').hidden = pages <= 1;
     $('page-info').textContent = t('library.page.info', { page: query.page, pages });
@@ -157,15 +220,44 @@ async function search() {
     $('next').disabled = query.page >= pages;
   } catch (error) {
     last = { status: 'error', total: 0, items: [], error: String(error), query };
-    $('results').replaceChildren();
-    $('pager').hidden = true;
-    summary.textContent = errorText(t, error);
-    summary.dataset.status = 'error';
+    showError(errorText(t, error));
   }
 }
 
-function options(id, values) {
-  $(id).replaceChildren(...values.map((value) => Object.assign(document.createElement('option'), { value })));
+/** Replace a select's choices (after its first, "all", option). */
+function fillChoices(id, choices) {
+  const select = $(id);
+  const all = select.options[0];
+  select.replaceChildren(all, ...choices.map(([value, label]) => new Option(label, value)));
+}
+
+async function loadFacets() {
+  try {
+    facets = await apiGet('/library/facets');
+  } catch (error) {
+    console.warn('tongbu: filter choices', error);
+    return; // the filters still work with what the address bar says
+  }
+  const same = (values) => values.map((v) => [v, v]);
+  fillChoices('subject', same(facets.subjects));
+  fillChoices('grade', same(facets.grades));
+  fillChoices('teacher', same(facets.teachers));
+  fillChoices('school', facets.schools.map((s) => [String(s.id), s.name]));
+}
+
+/** Say whose library this is: anonymous visitors are told what signing in would add. */
+function renderScope(session) {
+  const scope = $('scope');
+  if (session?.user) {
+    scope.hidden = true;
+    return;
+  }
+  const link = document.createElement('a');
+  link.id = 'scope-login';
+  link.href = loginUrl();
+  link.textContent = t('library.scope.login');
+  scope.replaceChildren(`${t('library.scope.anonymous')} `, link);
+  scope.hidden = false;
 }
 
 window.tongbuLibrary = {
@@ -173,21 +265,31 @@ window.tongbuLibrary = {
   get state() {
     return last;
   },
-  search: (query) => navigate({ q: '', subject: '', grade: '', kind: '', page: 1, ...query }),
+  get facets() {
+    return facets;
+  },
+  search: (query) => navigate({ ...Object.fromEntries(FILTERS.map((k) => [k, ''])), page: 1, ...query }),
 };
 
 async function main() {
   t = await loadCatalogue(lang);
   document.title = t('library.page_title');
-  options('subjects', SUBJECTS);
-  options('grades', GRADES);
+  const session = await currentSession().catch(() => null);
+  await mountNav(t, { session, current: 'library' });
+  renderScope(session);
+  await loadFacets();
   $('search').addEventListener('submit', (event) => {
     event.preventDefault();
-    const query = { page: 1 };
-    for (const key of FILTERS) query[key] = $(key).value.trim();
-    navigate(query);
+    navigate(formQuery());
   });
-  $('kind').addEventListener('change', () => $('search').requestSubmit());
+  // A choice made in a list searches at once; text and dates wait for Enter or 搜索.
+  for (const id of ['subject', 'grade', 'teacher', 'school', 'kind']) {
+    $(id).addEventListener('change', () => $('search').requestSubmit());
+  }
+  $('reset').addEventListener('click', () => {
+    navigate(Object.fromEntries([...FILTERS.map((k) => [k, '']), ['page', 1]]));
+    $('q').focus();
+  });
   $('prev').addEventListener('click', () => navigate({ ...queryFromLocation(), page: queryFromLocation().page - 1 }));
   $('next').addEventListener('click', () => navigate({ ...queryFromLocation(), page: queryFromLocation().page + 1 }));
   window.addEventListener('popstate', search);
@@ -197,4 +299,5 @@ async function main() {
 main().catch((error) => {
   console.error(error);
   $('summary').textContent = String(error);
+  $('summary').dataset.status = 'error';
 });
