@@ -89,13 +89,17 @@ async def _access(request: web.Request, broadcasts: Broadcasts, lesson_id: int) 
         return broadcasts.remember_access(lesson_id, bool(lesson.broadcast), str(lesson.kind))
 
 
-async def _check_watcher(access: Access | None, lesson_id: int, request: web.Request) -> None:
+async def _check_watcher(
+    access: Access | None, lesson_id: int, request: web.Request
+) -> User | None:
     """Raise 404 for a lesson that is not broadcast, 401 for an anonymous caller of a
-    private one; the one rule for the playlist, its segments and lesson.json."""
+    private one; the one rule for the playlist, its segments and lesson.json. Returns the
+    private broadcast's viewer (a public one's is not looked up: None)."""
     if access is None or not access.broadcast:
         raise ApiError(404, ErrorCode.NOT_FOUND, f"lesson {lesson_id} is not broadcast")
-    if not access.public:
-        await current_user(request)  # the session cookie or a bearer token; else 401
+    if access.public:
+        return None
+    return await current_user(request)  # the session cookie or a bearer token; else 401
 
 
 async def live_file(request: web.Request) -> web.StreamResponse:
@@ -194,8 +198,9 @@ async def lesson_info(request: web.Request) -> web.Response:
         access = None
         if lesson is not None:
             access = broadcasts.remember_access(lesson_id, bool(lesson.broadcast), lesson.kind)
-        await _check_watcher(access, lesson_id, request)
-        user = await optional_user(request)
+        user = await _check_watcher(access, lesson_id, request)
+        if user is None:  # a public broadcast: a signed-in viewer may see more replays
+            user = await optional_user(request)
     except ApiError as exc:
         return _error(exc)
     assert lesson is not None and access is not None
