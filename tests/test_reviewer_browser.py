@@ -10,18 +10,26 @@ Then, signed in with the session cookie only (no token anywhere in the page):
   rubric and finds the rating after a reload;
 - a teacher of a school that took no part, and an anonymous visitor, neither see nor
   comment on it: the pages say why (with a login link) and the API refuses.
+
+The library's filters (subject, grade, teacher, school, date range, kind) are driven from
+the page's own controls over three entries registered from real MP4 files.
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from recorder import library
+from recorder.library_api import STORAGE
+from signaling.appkeys import DB
 from tests.browser import artifact_path, chromium_available, launch_chromium
-from tests.live_harness import running_server
+from tests.live_harness import Api, running_server
 from tests.test_replay_browser import (
     assert_playing,
     record_short_lesson,
@@ -354,3 +362,184 @@ def clock(seconds: float) -> str:
     """The pages' m:ss (formatClock) for moments under an hour."""
     total = int(max(0.0, seconds))
     return f"{total // 60}:{total % 60:02d}"
+
+
+# ---------------------------------------------------------------- the library's filters
+
+
+async def register_entry(
+    server: Any, mp4: Path, pairing: dict[str, Any], started_at: str, **lesson: str
+) -> int:
+    """A lesson through the API, then its library entry from a real MP4, as the finaliser
+    registers one (the live path is tested above; here only the catalogue matters)."""
+    api: Api = server.api
+    created = await api.call(
+        "POST",
+        "/lessons",
+        {
+            "pairing_id": pairing["id"],
+            "planned_start": started_at,
+            "planned_end": started_at.replace("T08:", "T09:"),
+            **lesson,
+        },
+    )
+    final = mp4.parent / f"final-{created['id']}"
+    final.mkdir()
+    shutil.copy(mp4, final / "composite.mp4")
+    manifest = {
+        "files": [{"path": "composite.mp4", "role": "composite", "duration_s": 2.0}],
+        "duration_s": 2.0,
+        "started_at": started_at,
+    }
+    async with server.app[DB]() as db:
+        rec = await library.register_recording(
+            db, server.app[STORAGE], lesson_id=created["id"], final_dir=final, manifest=manifest
+        )
+    return rec.id
+
+
+async def make_pairing(api: Api, city: str, rural: str) -> dict[str, Any]:
+    main_school = await api.call("POST", "/schools", {"name": city, "kind": "city"})
+    main = await api.call("POST", "/classrooms", {"school_id": main_school["id"], "name": "主讲"})
+    school = await api.call("POST", "/schools", {"name": rural, "kind": "rural"})
+    room = await api.call("POST", "/classrooms", {"school_id": school["id"], "name": "听课"})
+    return await api.call(
+        "POST",
+        "/pairings",
+        {"name": f"{city}-{rural}", "main_classroom_id": main["id"],
+         "receiving_classroom_ids": [room["id"]]},
+    )  # fmt: skip
+
+
+@pytest.fixture
+def mp4(tmp_path: Path) -> Path:
+    """A real 2-second H.264 MP4."""
+    path = tmp_path / "lesson.mp4"
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+         "-i", "testsrc=size=160x120:rate=10", "-t", "2", "-pix_fmt", "yuv420p",
+         "-c:v", "libx264", "-movflags", "+faststart", "-y", str(path)],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+async def test_every_library_filter_works_from_the_page(tmp_path: Path, mp4: Path) -> None:
+    async with running_server(tmp_path / "data") as server:
+        api = server.api
+        first = await make_pairing(api, "城关一中", "东山小学")
+        second = await make_pairing(api, "北岭中学", "远山小学")
+        ids = {
+            "函数": await register_entry(
+                server, mp4, first, "2026-10-12T08:00:00+08:00", kind="dedicated",
+                subject="数学", grade="初二", teacher_name="王老师", title="一次函数",
+            ),
+            "古诗": await register_entry(
+                server, mp4, first, "2027-03-05T08:00:00+08:00", kind="famous_teacher",
+                subject="语文", grade="三年级", teacher_name="李老师", title="古诗两首",
+            ),
+            "几何": await register_entry(
+                server, mp4, second, "2026-11-20T08:00:00+08:00", kind="famous_school",
+                subject="数学", grade="初三", teacher_name="王老师", title="几何证明",
+            ),
+        }  # fmt: skip
+        await api.call(
+            "POST", "/users", {"username": "jiaoyan", "password": PASSWORD, "role": "reviewer"}
+        )
+        async with playwright_api.async_playwright() as playwright:
+            browser = await launch_chromium(playwright)
+            try:
+                # The school's time zone: a date range means days as schools read them.
+                context = await browser.new_context(
+                    locale="zh-CN",
+                    timezone_id="Asia/Shanghai",
+                    viewport={"width": 1280, "height": 900},
+                )
+                page = await context.new_page()
+                console = watch_console(page)
+                await page.goto(f"{server.base_url}/library")
+                await sign_in(page, "jiaoyan")
+                await check_filters(page, server.base_url, ids)
+                errors = [line for line in console if line.startswith(("error", "pageerror"))]
+                assert not errors, errors
+            finally:
+                await browser.close()
+
+
+async def shown(page: Any, what: str) -> list[int]:
+    """The ids of the cards once the search the address bar names has been answered."""
+    state = await until(
+        lambda: page.evaluate(
+            "window.tongbuLibrary && window.tongbuLibrary.state.status !== 'loading'"
+            " && window.tongbuLibrary.state.query"
+            " && new URLSearchParams(location.search).toString()"
+            " === new URLSearchParams(Object.entries(window.tongbuLibrary.state.query)"
+            ".filter(([k, v]) => v && !(k === 'page' && v === 1))).toString()"
+            " && window.tongbuLibrary.state"
+        ),
+        15,
+        what,
+    )
+    cards = await page.locator("#results .card").evaluate_all(
+        "cards => cards.map(c => Number(c.dataset.recordingId))"
+    )
+    assert cards == [item["id"] for item in state["items"]], (cards, state)
+    return cards
+
+
+async def check_filters(page: Any, base: str, ids: dict[str, int]) -> None:
+    await page.goto(f"{base}/library")
+    everything = await shown(page, "the whole library")
+    assert everything == [ids["古诗"], ids["几何"], ids["函数"]]  # newest first
+    # The choices are the entries' own values.
+    teachers = await page.locator("#teacher option").all_inner_texts()
+    assert teachers == ["全部教师", "李老师", "王老师"]
+    schools = await page.locator("#school option").all_inner_texts()
+    assert schools[0] == "全部学校"
+    assert sorted(schools[1:]) == sorted(["城关一中", "东山小学", "北岭中学", "远山小学"])
+
+    await page.select_option("#subject", "数学")
+    assert await shown(page, "subject 数学") == [ids["几何"], ids["函数"]]
+    await page.select_option("#grade", "初三")
+    assert await shown(page, "数学 and 初三") == [ids["几何"]]
+    await page.click("#reset")
+    assert await shown(page, "after 清除条件") == everything
+    assert await page.locator("#subject").input_value() == ""
+
+    await page.select_option("#teacher", "李老师")
+    assert await shown(page, "teacher 李老师") == [ids["古诗"]]
+    await page.select_option("#teacher", "")
+    await page.select_option("#school", label="远山小学")
+    assert await shown(page, "school 远山小学") == [ids["几何"]]
+    await page.select_option("#school", "")
+    await page.select_option("#kind", "famous_teacher")
+    assert await shown(page, "kind 名师课堂") == [ids["古诗"]]
+    await page.select_option("#kind", "")
+    assert await shown(page, "no filter again") == everything
+
+    # A date range of days, both ends included, submitted with Enter.
+    await page.fill("#from", "2026-11-20")
+    await page.fill("#to", "2026-11-20")
+    await page.press("#to", "Enter")
+    assert await shown(page, "the day 2026-11-20") == [ids["几何"]]
+    await page.fill("#from", "2026-10-01")
+    await page.fill("#to", "2026-10-31")
+    await page.select_option("#subject", "数学")  # a choice submits the dates with it
+    assert await shown(page, "数学 in October 2026") == [ids["函数"]]
+    # The address bar holds the search: a reload shows the same.
+    await page.reload()
+    assert await shown(page, "the reloaded search") == [ids["函数"]]
+    assert await page.locator("#from").input_value() == "2026-10-01"
+    assert await page.locator("#subject").input_value() == "数学"
+
+    # A range that ends before it starts is refused on the page, not sent.
+    await page.fill("#from", "2026-12-01")
+    await page.fill("#to", "2026-11-01")
+    await page.click("#search button[type=submit]")
+    await until(
+        lambda: page.evaluate("window.tongbuLibrary.state.status === 'error'"),
+        10,
+        "the date range refusal",
+    )
+    assert await page.locator("#summary").inner_text() == "开始日期不能晚于结束日期。"
+    assert await page.locator("#results .card").count() == 0
