@@ -39,6 +39,10 @@ class Settings:
     # Record every live lesson (recorder/) and finalise it into the library. Off only to
     # measure what recording costs (bench/recording.py); TONGBU_RECORD_LESSONS=0.
     record_lessons: bool = True
+    # How often each live room's link is sampled into link_samples (loss, RTT, bitrate,
+    # freezes) for the lesson statistics (signaling/quality_sampler.py);
+    # TONGBU_LINK_SAMPLE_INTERVAL_S.
+    link_sample_interval_s: float = 10.0
     # The lesson scheduler (signaling/scheduler.py): opens each lesson `open_lead_s` before
     # its planned start and ends it `end_grace_s` after its planned end, checking every
     # `scheduler_interval_s`. TONGBU_SCHEDULER=0 turns it off (lessons then open and end
@@ -96,6 +100,13 @@ class Settings:
             env["s3_secret_access_key"] = v
         if v := os.environ.get("TONGBU_RECORD_LESSONS"):
             env["record_lessons"] = v.strip().lower() not in ("0", "false", "no", "off")
+        if v := os.environ.get("TONGBU_LINK_SAMPLE_INTERVAL_S"):
+            try:
+                env["link_sample_interval_s"] = float(v)
+            except ValueError:
+                raise ValueError(
+                    f"TONGBU_LINK_SAMPLE_INTERVAL_S must be a number of seconds, not {v!r}"
+                ) from None
         if v := os.environ.get("TONGBU_SCHEDULER"):
             env["scheduler"] = v.strip().lower() not in ("0", "false", "no", "off")
         for name, key in (

@@ -40,6 +40,10 @@ def create_app(settings: Settings) -> web.Application:
 
     setup_signaling(app)
 
+    from signaling.quality_sampler import setup_statistics
+
+    setup_statistics(app)  # attendance, link samples and lesson summaries, as they happen
+
     from signaling.scheduler import setup_scheduler
 
     setup_scheduler(app)  # opens and ends lessons on time (settings.scheduler turns it off)

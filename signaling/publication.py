@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from aiortc.clock import current_ms
 from aiortc.codecs import is_rtx
 from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
@@ -35,6 +36,7 @@ from aiortc.rtp import (
     pack_remb_fci,
 )
 
+from signaling.freezes import FreezeMeter
 from signaling.keyframes import KeyframeDetector, keyframe_detector
 
 logger = logging.getLogger(__name__)
@@ -102,6 +104,8 @@ class Publication:
         self.muted = False
         self.ended = False
         self.counters = PublicationCounters()
+        # Gaps between the room's video frames, for the lesson's link statistics.
+        self.freezes = FreezeMeter()
         self.sender_report: SenderReport | None = None
         self.max_bitrate = max_bitrate
         self._rtcp_ssrc = rtcp_ssrc
@@ -139,6 +143,7 @@ class Publication:
         if self.muted == muted:
             return
         self.muted = muted
+        self.freezes.reset(current_ms() / 1000)  # a muted camera's pause is no freeze
         if not muted:
             for sink in self._sinks:
                 sink.resync()
@@ -196,9 +201,13 @@ class Publication:
         self._cache[packet.sequence_number % CACHE_SIZE] = packet
 
         keyframe = False
-        if self._detect_keyframe is not None and self._detect_keyframe(packet.payload):
-            keyframe = True
-            counters.keyframes += 1
+        detect = self._detect_keyframe
+        if detect is not None:  # video
+            if detect(packet.payload):
+                keyframe = True
+                counters.keyframes += 1
+            if packet.marker:
+                self.freezes.frame(arrival_time_ms / 1000)
         if self.muted:
             return
         for sink in self._sinks:
@@ -296,6 +305,13 @@ class Publication:
         lost = max(0, self._stats.packets_lost)
         fraction = lost / expected if expected else 0.0
         return lost, fraction, self._stats.jitter * 1000 / self.codec.clockRate
+
+    def reception(self) -> tuple[int, int]:
+        """(packets expected, packets lost) since the track started; samplers take deltas."""
+        stats = self._stats
+        if stats is None or stats.max_seq is None:
+            return 0, 0
+        return stats.packets_expected, max(0, stats.packets_lost)
 
     def update_bitrate(self) -> float:
         """Fold the bytes seen since the last call into a kbit/s figure."""

@@ -24,7 +24,6 @@ from classroom.lessons import (
     IllegalTransition,
     LessonState,
     load_roster,
-    record_room_session,
     transition,
 )
 from signaling import protocol
@@ -483,20 +482,8 @@ class SignalingSession:
             await connection.close()
         if not self.ws.closed:
             await self.ws.close(code=code, message=reason.encode()[:120])
-        if lesson is not None and self.classroom_id is not None:
-            try:
-                async with self.db() as db:
-                    await record_room_session(
-                        db,
-                        lesson.lesson_id,
-                        self.classroom_id,
-                        self.role or "",
-                        self.joined_at,
-                        now_utc(),
-                        reason,
-                    )
-            except Exception:
-                logger.exception("could not record attendance of session %s", self.id)
+        # Attendance is written from the lesson's join and leave events, as they happen
+        # (signaling/quality_sampler.py), not here at the end of the connection.
 
 
 def _fatal(code: ErrorCode, message: str, ref: str | None) -> ProtocolError:

@@ -36,6 +36,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from signaling.freezes import FreezeMeter
 from signaling.publication import Publication
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class SubscriberLeg:
         self.waiting_for_keyframe = kind == "video"
         self.remb_bps: int | None = None
         self.counters = LegCounters()
+        # What the room sees freeze: gaps in forwarded frames, and its keyframe requests.
+        self.freezes = FreezeMeter()
         self.started = False
         self._sender = transceiver.sender
         self._ssrc = transceiver.sender._ssrc
@@ -111,6 +114,7 @@ class SubscriberLeg:
         self._rebase_pending = True
         self.waiting_for_keyframe = self.kind == "video"
         self.counters.switches += 1
+        self.freezes.reset(time.monotonic())  # a switch of source is no freeze
         publication.subscribe(self)
 
     def detach(self) -> None:
@@ -121,10 +125,13 @@ class SubscriberLeg:
     def resync(self) -> None:
         self._rebase_pending = True
         self.waiting_for_keyframe = self.kind == "video"
+        self.freezes.reset(time.monotonic())
 
     def source_ended(self, publication: Publication) -> None:
         if self.source is publication:
             self.source = None
+            # The publishing room left: attendance tells that story, not this room's link.
+            self.freezes.reset(time.monotonic())
 
     # ---------------------------------------------------------- aiortc side
 
@@ -166,6 +173,11 @@ class SubscriberLeg:
             self._last_seq = seq
             self._last_ts = ts
             self._last_sent = time.monotonic()
+        if self.kind == "video":
+            if keyframe:
+                self.freezes.keyframe(self._last_sent)
+            if packet.marker:
+                self.freezes.frame(self._last_sent)
         await self._send(packet, seq, ts)
 
     async def on_rtcp(self, packet: AnyRtcpPacket) -> None:
@@ -185,6 +197,8 @@ class SubscriberLeg:
                 await self._retransmit(seq)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
             self.counters.plis_received += 1
+            if self.started and self.source is not None and not self.waiting_for_keyframe:
+                self.freezes.picture_lost(time.monotonic())
             if self.source is not None:
                 self.source.request_keyframe()
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
