@@ -1,14 +1,17 @@
-"""`tongbu agent`: the headless classroom box joining one lesson with a join token."""
+"""`tongbu agent`: the headless classroom box, joining one lesson with a join token, or
+(`--auto`) every lesson of its classroom's timetable with its device token."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
 
+from classroom.agent.auto import POLL_S, REFRESH_S, AutoAgent
 from classroom.agent.client import ClassroomAgent, Reporter
 
 
@@ -18,10 +21,37 @@ def add_agent_parser(subparsers: argparse._SubParsersAction) -> None:
         help="join a lesson as a classroom box (camera, file or test pattern)",
         description="Join a lesson with a join token, publish the room's camera and "
         "microphone (or a test pattern and tone), receive the other rooms, and report "
-        "per-track statistics as JSON lines. Reconnects with backoff until the lesson ends.",
+        "per-track statistics as JSON lines. Reconnects with backoff until the lesson ends. "
+        "With --auto and a device token: follow the classroom's timetable, joining each "
+        "lesson when it opens and leaving when it ends, until stopped.",
     )
     parser.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8080")
-    parser.add_argument("--token", required=True, help="join token for this classroom")
+    parser.add_argument("--token", help="join token for this classroom (one lesson)")
+    parser.add_argument(
+        "--auto",
+        action="store_true",
+        help="follow the timetable: join every lesson of the classroom on time",
+    )
+    parser.add_argument(
+        "--device-token",
+        default=os.environ.get("TONGBU_DEVICE_TOKEN"),
+        help="with --auto: the API token of the school's device account "
+        "(default $TONGBU_DEVICE_TOKEN, which keeps it out of the process list)",
+    )
+    parser.add_argument(
+        "--classroom",
+        type=int,
+        metavar="ID",
+        help="with --auto: which classroom of the school this box is (needed when the "
+        "school has several)",
+    )
+    parser.add_argument(
+        "--refresh",
+        type=float,
+        default=REFRESH_S,
+        metavar="SECONDS",
+        help="with --auto: how often the timetable is read again",
+    )
     parser.add_argument(
         "--source", default="testpattern", help="testpattern | camera:N | file:PATH"
     )
@@ -39,6 +69,15 @@ def run_agent_command(args: argparse.Namespace) -> int:
     from classroom.agent.publisher import publisher_factory
     from classroom.agent.sources import parse_source
 
+    if args.auto and (args.token or not args.device_token):
+        print(
+            "tongbu agent: --auto takes --device-token (or $TONGBU_DEVICE_TOKEN), not --token",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.auto and not args.token:
+        print("tongbu agent: give --token (one lesson) or --auto --device-token", file=sys.stderr)
+        return 2
     try:
         parse_source(args.source)  # fail before connecting, with the reason
     except ValueError as exc:
@@ -48,9 +87,11 @@ def run_agent_command(args: argparse.Namespace) -> int:
         args.save.mkdir(parents=True, exist_ok=True)
     stream = args.report.open("a", encoding="utf-8") if args.report else sys.stdout
     agent: ClassroomAgent | None = None
+    auto: AutoAgent | None = None
 
     def room_name(classroom_id: int, role: str) -> str:
-        joined = agent.state.joined if agent is not None else None
+        current = auto.agent if auto is not None else agent
+        joined = current.state.joined if current is not None else None
         return joined.you.name if joined is not None else f"{role} {classroom_id}"
 
     factory = publisher_factory(
@@ -61,22 +102,38 @@ def run_agent_command(args: argparse.Namespace) -> int:
         codec=args.codec,
         label_for=room_name,
     )
-    agent = ClassroomAgent(
-        args.server,
-        args.token,
-        publisher_factory=factory,
-        reporter=Reporter(stream),
-        report_interval=args.report_interval,
-        save_dir=args.save,
-    )
+    reporter = Reporter(stream)
+
+    def make_agent(token: str) -> ClassroomAgent:
+        return ClassroomAgent(
+            args.server,
+            token,
+            publisher_factory=factory,
+            reporter=reporter,
+            report_interval=args.report_interval,
+            save_dir=args.save,
+        )
+
     try:
+        if args.auto:
+            auto = AutoAgent(
+                args.server,
+                args.device_token,
+                make_agent=make_agent,
+                classroom_id=args.classroom,
+                reporter=reporter,
+                refresh_s=args.refresh,
+                poll_s=min(POLL_S, args.refresh),
+            )
+            return asyncio.run(_run_until_signalled(auto))
+        agent = make_agent(args.token)
         return asyncio.run(_run_until_signalled(agent))
     finally:
         if stream is not sys.stdout:
             stream.close()
 
 
-async def _run_until_signalled(agent: ClassroomAgent) -> int:
+async def _run_until_signalled(agent: ClassroomAgent | AutoAgent) -> int:
     """SIGTERM and Ctrl-C leave the lesson cleanly, so the server records who left when."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
