@@ -16,10 +16,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from classroom import schools
 from classroom.models import (
     Classroom,
     Conflict,
@@ -35,11 +38,14 @@ from classroom.models import (
     UTCDateTime,
     utcnow,
 )
+from classroom.timetable_models import SeriesOccurrence
 
 __all__ = [
     "ALLOWED",
+    "KEEP",
     "IllegalTransition",
     "LessonKind",
+    "LessonNotEditable",
     "LessonNotFound",
     "LessonRoster",
     "LessonState",
@@ -52,6 +58,7 @@ __all__ = [
     "record_room_session",
     "transition",
     "transition_if",
+    "update_lesson",
 ]
 
 ALLOWED: dict[LessonState, frozenset[LessonState]] = {
@@ -145,45 +152,18 @@ async def create_lesson(
     pairing = await db.get(Pairing, pairing_id)
     if pairing is None:
         raise NotFound(f"no pairing {pairing_id}", field="pairing_id")
+    if not pairing.active:
+        raise Conflict(f"pairing {pairing_id} is archived", field="pairing_id")
 
     rooms = [LessonRoom(classroom_id=pairing.main_classroom_id, role=RoomRole.MAIN, position=0)]
     rooms += [
         LessonRoom(classroom_id=m.classroom_id, role=RoomRole.RECEIVING, position=m.position)
         for m in pairing.members
     ]
-    classroom_ids = [r.classroom_id for r in rooms]
-    # Lock the classrooms (PostgreSQL; SQLite serialises writers anyway) so that two
-    # bookings of the same room cannot both pass the overlap check.
-    await db.execute(
-        sa.select(Classroom.id)
-        .where(Classroom.id.in_(classroom_ids))
-        .order_by(Classroom.id)
-        .with_for_update()
-    )
-    clash = (
-        await db.execute(
-            sa.select(Lesson.id, Lesson.title, Lesson.planned_start, Lesson.planned_end, Classroom)
-            .join(LessonRoom, LessonRoom.lesson_id == Lesson.id)
-            .join(Classroom, Classroom.id == LessonRoom.classroom_id)
-            .where(
-                LessonRoom.classroom_id.in_(classroom_ids),
-                Lesson.state.in_(_BOOKING_STATES),
-                Lesson.planned_start < planned_end,
-                _BOOKED_UNTIL > planned_start,
-            )
-            .order_by(Lesson.planned_start)
-            .limit(1)
-        )
-    ).first()
+    clash = await _booking_clash(db, [r.classroom_id for r in rooms], planned_start, planned_end)
     if clash is not None:
-        other_id, other_title, other_start, other_end, room = clash
-        message = (
-            f"classroom {room.id} ({room.school.name} {room.name}) is booked by lesson "
-            f"{other_id} {other_title!r} from {other_start.isoformat()} to "
-            f"{other_end.isoformat()}"
-        )
         await _release(db)
-        raise Conflict(message, field="planned_start")
+        raise Conflict(clash, field="planned_start")
 
     lesson = Lesson(
         pairing_id=pairing_id,
@@ -201,6 +181,51 @@ async def create_lesson(
     db.add(lesson)
     await db.commit()
     return await _reload(db, lesson.id)
+
+
+async def _booking_clash(
+    db: AsyncSession,
+    classroom_ids: list[int],
+    start: datetime,
+    end: datetime,
+    *,
+    other_than: int | None = None,
+) -> str | None:
+    """Why the rooms are not free over [start, end): the first clashing lesson and room.
+
+    Locks the classrooms first (PostgreSQL; SQLite serialises writers anyway) so that two
+    bookings of the same room cannot both pass the overlap check.
+    """
+    await db.execute(
+        sa.select(Classroom.id)
+        .where(Classroom.id.in_(classroom_ids))
+        .order_by(Classroom.id)
+        .with_for_update()
+    )
+    query = (
+        sa.select(Lesson.id, Lesson.title, Lesson.planned_start, Lesson.planned_end, Classroom)
+        .join(LessonRoom, LessonRoom.lesson_id == Lesson.id)
+        .join(Classroom, Classroom.id == LessonRoom.classroom_id)
+        .where(
+            LessonRoom.classroom_id.in_(classroom_ids),
+            Lesson.state.in_(_BOOKING_STATES),
+            Lesson.planned_start < end,
+            _BOOKED_UNTIL > start,
+        )
+        .order_by(Lesson.planned_start)
+        .limit(1)
+    )
+    if other_than is not None:
+        query = query.where(Lesson.id != other_than)
+    clash = (await db.execute(query)).first()
+    if clash is None:
+        return None
+    other_id, other_title, other_start, other_end, room = clash
+    return (
+        f"classroom {room.id} ({room.school.name} {room.name}) is booked by lesson "
+        f"{other_id} {other_title!r} from {other_start.isoformat()} to "
+        f"{other_end.isoformat()}"
+    )
 
 
 async def _release(db: AsyncSession) -> None:
@@ -221,6 +246,134 @@ async def _reload(db: AsyncSession, lesson_id: int) -> Lesson:
     lesson = await db.get(Lesson, lesson_id, populate_existing=True)
     assert lesson is not None
     return lesson
+
+
+class LessonNotEditable(Conflict):
+    """Only a lesson that has not started (scheduled or open) can be changed."""
+
+    def __init__(self, lesson_id: int, state: LessonState) -> None:
+        super().__init__(
+            f"lesson {lesson_id} is {state}; only a scheduled or open lesson can be changed"
+        )
+        self.state = state
+
+
+class _Keep(Enum):
+    KEEP = "keep"
+
+
+KEEP = _Keep.KEEP  # "leave as is", where None is a value one may set
+
+
+async def update_lesson(
+    db: AsyncSession,
+    lesson_id: int,
+    *,
+    kind: LessonKind | str | None = None,
+    subject: str | None = None,
+    grade: str | None = None,
+    teacher_name: str | None = None,
+    title: str | None = None,
+    planned_start: datetime | None = None,
+    planned_end: datetime | None = None,
+    broadcast: bool | None = None,
+    teacher_user_id: int | Literal[_Keep.KEEP] | None = KEEP,
+    receiving_classroom_ids: Sequence[int] | None = None,
+) -> tuple[Lesson, dict[str, list[Any]]]:
+    """Change a lesson that has not started: what is given (None: unchanged); commits.
+
+    New times or rooms are checked for double booking as a new lesson would be, against
+    every lesson but this one. The main room stays the pairing's. A lesson a timetable
+    series made is marked changed by hand, so regenerating the series leaves it alone.
+    Everything is checked before anything is written: a refused edit changes nothing.
+    Returns the lesson and {field: [old, new]} of what changed.
+    """
+    lesson = await db.scalar(
+        sa.select(Lesson)
+        .where(Lesson.id == lesson_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if lesson is None:
+        raise LessonNotFound(f"no lesson {lesson_id}")
+    state = LessonState(lesson.state)
+    if state not in (LessonState.SCHEDULED, LessonState.OPEN):
+        raise LessonNotEditable(lesson_id, state)
+    if kind is not None:
+        try:
+            kind = LessonKind(kind)
+        except ValueError:
+            raise InvalidInput(f"unknown lesson kind {kind!r}", field="kind") from None
+    for field, value in (("planned_start", planned_start), ("planned_end", planned_end)):
+        if value is not None and value.tzinfo is None:
+            raise InvalidInput("give a timezone (e.g. +08:00 or Z)", field=field)
+    start = planned_start or lesson.planned_start
+    end = planned_end or lesson.planned_end
+    if end <= start:
+        field = "planned_end" if planned_end is not None else "planned_start"
+        raise InvalidInput("the lesson must end after it starts", field=field)
+
+    main = next(r for r in lesson.rooms if r.role == RoomRole.MAIN)
+    old_receiving = [
+        r.classroom_id
+        for r in sorted(lesson.rooms, key=lambda r: r.position)
+        if r.role == RoomRole.RECEIVING
+    ]
+    receiving = (
+        list(receiving_classroom_ids) if receiving_classroom_ids is not None else old_receiving
+    )
+    if receiving != old_receiving:
+        await schools.check_rooms(db, main.classroom_id, receiving)
+    times_change = start != lesson.planned_start or end != lesson.planned_end
+    if times_change or set(receiving) != set(old_receiving):
+        clash = await _booking_clash(
+            db, [main.classroom_id, *receiving], start, end, other_than=lesson_id
+        )
+        if clash is not None:
+            field = "planned_start" if times_change else "receiving_classroom_ids"
+            raise Conflict(clash, field=field)
+
+    changes: dict[str, list[Any]] = {}
+    values: dict[str, Any] = {
+        "kind": kind.value if kind is not None else None,
+        "subject": subject,
+        "grade": grade,
+        "teacher_name": teacher_name,
+        "title": title,
+        "planned_start": planned_start,
+        "planned_end": planned_end,
+        "broadcast": broadcast,
+    }
+    if teacher_user_id is not KEEP:
+        values["teacher_user_id"] = teacher_user_id
+    for name, value in values.items():
+        if (value is not None or name == "teacher_user_id") and getattr(lesson, name) != value:
+            changes[name] = [_plain(getattr(lesson, name)), _plain(value)]
+            setattr(lesson, name, value)
+    if receiving != old_receiving:
+        changes["receiving_classroom_ids"] = [old_receiving, receiving]
+        # The old rooms leave before the new arrive: a room kept at another position has
+        # the same primary key. Both steps are in this one transaction.
+        for room in [r for r in lesson.rooms if r.role == RoomRole.RECEIVING]:
+            lesson.rooms.remove(room)
+        await db.flush()
+        lesson.rooms.extend(
+            LessonRoom(classroom_id=c, role=RoomRole.RECEIVING, position=i)
+            for i, c in enumerate(receiving, start=1)
+        )
+    if changes:
+        await db.execute(
+            sa.update(SeriesOccurrence)
+            .where(SeriesOccurrence.lesson_id == lesson_id)
+            .values(changed=True)
+        )
+    await db.commit()
+    return await _reload(db, lesson_id), changes
+
+
+def _plain(value: Any) -> Any:
+    """A value as the audit trail's JSON keeps it."""
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 async def get_lesson(db: AsyncSession, lesson_id: int) -> Lesson | None:

@@ -135,6 +135,8 @@ class School(Base):
     region: Mapped[str] = mapped_column(sa.String(200), default="")
     timezone: Mapped[str] = mapped_column(sa.String(64), default="Asia/Shanghai")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Archived (revision 0007): kept for the history that names it, offered for nothing new.
+    active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
 
 
 class Classroom(Base):
@@ -145,6 +147,7 @@ class Classroom(Base):
     school_id: Mapped[int] = mapped_column(sa.ForeignKey("schools.id", ondelete="RESTRICT"))
     name: Mapped[str] = mapped_column(sa.String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
 
     school: Mapped[School] = relationship(lazy="joined", innerjoin=True)
 
@@ -158,6 +161,7 @@ class Pairing(Base):
     name: Mapped[str] = mapped_column(sa.String(200))
     main_classroom_id: Mapped[int] = mapped_column(sa.ForeignKey("classrooms.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
 
     members: Mapped[list[PairingMember]] = relationship(
         lazy="selectin", order_by="PairingMember.position", cascade="all, delete-orphan"

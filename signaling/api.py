@@ -124,6 +124,7 @@ def _school_out(school: School) -> s.SchoolOut:
         kind=school.kind,  # type: ignore[arg-type]
         region=school.region,
         timezone=school.timezone,
+        active=school.active,
     )
 
 
@@ -133,6 +134,7 @@ def _classroom_out(classroom: Classroom) -> s.ClassroomOut:
         school_id=classroom.school_id,
         school_name=classroom.school.name,
         name=classroom.name,
+        active=classroom.active,
     )
 
 
@@ -142,6 +144,7 @@ def _pairing_out(pairing: Pairing) -> s.PairingOut:
         name=pairing.name,
         main_classroom_id=pairing.main_classroom_id,
         receiving_classroom_ids=[m.classroom_id for m in pairing.members],
+        active=pairing.active,
     )
 
 
@@ -585,6 +588,130 @@ async def get_pairing(call: Call) -> s.PairingOut:
     return _pairing_out(pairing)
 
 
+# ------------------------------------------------------- register edits
+# PATCH changes only the fields sent; DELETE removes a row nothing refers to, and answers
+# 409 naming what does otherwise (archive it with PATCH {"active": false} instead). Every
+# change is audited with its {field: [old, new]}.
+
+
+def _sent(body: msgspec.Struct) -> dict[str, Any]:
+    """The fields a PATCH body carries (absent ones are UNSET)."""
+    return {k: v for k, v in msgspec.structs.asdict(body).items() if v is not msgspec.UNSET}
+
+
+async def _audit_change(
+    call: Call, db: AsyncSession, action: str, target: str, changes: dict[str, Any]
+) -> None:
+    """Audit an edit by what it changed; an edit that changed nothing leaves no event."""
+    if changes:
+        detail = {"changes": changes}
+        await audit.record(db, call.me, action, target, detail, call.remote)
+
+
+async def update_school(call: Call) -> s.SchoolOut:
+    """Rename or correct a school; a school admin their own. Archiving (`active`) is the
+    district admin's: it waits until the school's classrooms are archived."""
+    sent = _sent(call.body)
+    school_id = call.id()
+    async with call.db() as db:
+        if await schools.get_school(db, school_id) is None:
+            raise _not_found("school", school_id)
+        require_school(call.me, school_id)
+        if "active" in sent and not is_admin(call.me):
+            raise forbidden("only an admin archives or restores a school")
+        school, changes = await schools.update_school(db, school_id, **sent)
+        await _audit_change(call, db, "school_updated", f"school:{school_id}", changes)
+    return _school_out(school)
+
+
+async def delete_school(call: Call) -> s.Deleted:
+    """Delete a school nothing refers to; 409 names its classrooms, accounts, recordings."""
+    school_id = call.id()
+    async with call.db() as db:
+        school = await schools.get_school(db, school_id)
+        if school is None:
+            raise _not_found("school", school_id)
+        name = school.name
+        await schools.delete_school(db, school_id)
+        await audit.record(
+            db, call.me, "school_deleted", f"school:{school_id}", {"name": name}, call.remote
+        )
+    return s.Deleted(id=school_id)
+
+
+async def _own_classroom(call: Call, db: AsyncSession) -> Classroom:
+    classroom = await schools.get_classroom(db, call.id())
+    if classroom is None:
+        raise _not_found("classroom", call.id())
+    require_school(call.me, classroom.school_id)
+    return classroom
+
+
+async def update_classroom(call: Call) -> s.ClassroomOut:
+    """Rename, archive or restore a classroom of one's school; admins may also move one
+    that no lesson or pairing uses to another school."""
+    sent = _sent(call.body)
+    async with call.db() as db:
+        classroom = await _own_classroom(call, db)
+        if sent.get("school_id", classroom.school_id) != classroom.school_id:
+            if not is_admin(call.me):
+                raise forbidden("a school admin cannot move a classroom to another school")
+        classroom, changes = await schools.update_classroom(db, classroom.id, **sent)
+        await _audit_change(call, db, "classroom_updated", f"classroom:{classroom.id}", changes)
+    return _classroom_out(classroom)
+
+
+async def delete_classroom(call: Call) -> s.Deleted:
+    """Delete a classroom no pairing, lesson or recording refers to."""
+    async with call.db() as db:
+        classroom = await _own_classroom(call, db)
+        ident, detail = classroom.id, {"school_id": classroom.school_id, "name": classroom.name}
+        await schools.delete_classroom(db, ident)
+        await audit.record(
+            db, call.me, "classroom_deleted", f"classroom:{ident}", detail, call.remote
+        )
+    return s.Deleted(id=ident)
+
+
+async def _own_pairing(call: Call, db: AsyncSession) -> Pairing:
+    """The pairing, if the caller may change it: its main classroom is of their school."""
+    pairing = await schools.get_pairing(db, call.id())
+    if pairing is None:
+        raise _not_found("pairing", call.id())
+    if not is_admin(call.me):
+        school_of = await _school_of_classrooms(db, [pairing.main_classroom_id])
+        if not can_schedule(call.me, school_of.get(pairing.main_classroom_id)):
+            raise forbidden(f"pairing {pairing.id} is not taught from your school")
+    return pairing
+
+
+async def update_pairing(call: Call) -> s.PairingOut:
+    """Rename, re-room, archive or restore a pairing. Lessons already scheduled keep the
+    rooms they were scheduled with; archiving waits until none is to come."""
+    sent = _sent(call.body)
+    async with call.db() as db:
+        pairing = await _own_pairing(call, db)
+        new_main = sent.get("main_classroom_id", pairing.main_classroom_id)
+        if new_main != pairing.main_classroom_id and not is_admin(call.me):
+            main = await schools.get_classroom(db, new_main)
+            if main is None:
+                raise NotFound(f"no classroom {new_main}", field="main_classroom_id")
+            require_school(call.me, main.school_id)
+        pairing, changes = await schools.update_pairing(db, pairing.id, **sent)
+        await _audit_change(call, db, "pairing_updated", f"pairing:{pairing.id}", changes)
+    return _pairing_out(pairing)
+
+
+async def delete_pairing(call: Call) -> s.Deleted:
+    """Delete a pairing no lesson or lesson series was scheduled on."""
+    async with call.db() as db:
+        pairing = await _own_pairing(call, db)
+        ident, detail = pairing.id, {"name": pairing.name}
+        await schools.delete_pairing(db, ident)
+        await audit.record(db, call.me, "pairing_deleted", f"pairing:{ident}", detail, call.remote)
+    return s.Deleted(id=ident)
+
+
 # --------------------------------------------------------------- lessons
 
 
@@ -699,6 +826,37 @@ async def _readable_lesson(call: Call, db: AsyncSession) -> Lesson:
 async def get_lesson(call: Call) -> s.LessonOut:
     async with call.db() as db:
         return _lesson_out(await _readable_lesson(call, db))
+
+
+async def update_lesson(call: Call) -> s.LessonOut:
+    """Change a scheduled or open lesson: title, subject, grade, kind, broadcast, times,
+    teacher, receiving rooms. New times or rooms are checked for double booking (409
+    `conflict` naming the clash); a live, ended or cancelled lesson answers 409 `conflict`.
+    Rooms cannot change while rooms of the lesson are connected here."""
+    sent = _sent(call.body)
+    lesson_id = call.id()
+    async with call.db() as db:
+        lesson = await _readable_lesson(call, db)
+        main_school = lesson_main_school_id(lesson)
+        if not can_schedule(call.me, main_school):
+            raise forbidden(f"lesson {lesson_id} is not scheduled from your school")
+        if sent.get("teacher_user_id") is not None:
+            await _check_teacher_account(db, sent["teacher_user_id"], main_school or 0)
+        live = call.request.app.get(LIVE)
+        if (
+            "receiving_classroom_ids" in sent
+            and live is not None
+            and live.snapshot(lesson_id) is not None
+        ):
+            raise ApiError(
+                409,
+                ErrorCode.CONFLICT,
+                f"lesson {lesson_id} has rooms connected; its rooms cannot change now",
+                field="receiving_classroom_ids",
+            )
+        lesson, changes = await lessons.update_lesson(db, lesson_id, **sent)
+        await _audit_change(call, db, "lesson_updated", f"lesson:{lesson_id}", changes)
+        return _lesson_out(lesson)
 
 
 async def _transition(call: Call, to: LessonState, reason: str | None = None) -> s.LessonOut:
@@ -998,6 +1156,26 @@ ROUTES: tuple[Route, ...] = (
         response=s.SchoolOut,
     ),
     Route(
+        "PATCH",
+        "/schools/{id}",
+        update_school,
+        "Change, archive or restore a school",
+        "registers",
+        roles=(UserRole.SCHOOL_ADMIN,),
+        body=s.SchoolPatch,
+        response=s.SchoolOut,
+        errors=(409,),
+    ),
+    Route(
+        "DELETE",
+        "/schools/{id}",
+        delete_school,
+        "Delete a school nothing refers to",
+        "registers",
+        response=s.Deleted,
+        errors=(409,),
+    ),
+    Route(
         "GET",
         "/classrooms",
         list_classrooms,
@@ -1018,6 +1196,27 @@ ROUTES: tuple[Route, ...] = (
         response=s.ClassroomOut,
         status=201,
         errors=(404, 409),
+    ),
+    Route(
+        "PATCH",
+        "/classrooms/{id}",
+        update_classroom,
+        "Change, archive or restore a classroom",
+        "registers",
+        roles=(UserRole.SCHOOL_ADMIN,),
+        body=s.ClassroomPatch,
+        response=s.ClassroomOut,
+        errors=(409,),
+    ),
+    Route(
+        "DELETE",
+        "/classrooms/{id}",
+        delete_classroom,
+        "Delete a classroom nothing refers to",
+        "registers",
+        roles=(UserRole.SCHOOL_ADMIN,),
+        response=s.Deleted,
+        errors=(409,),
     ),
     Route(
         "GET",
@@ -1050,6 +1249,27 @@ ROUTES: tuple[Route, ...] = (
         response=s.PairingOut,
     ),
     Route(
+        "PATCH",
+        "/pairings/{id}",
+        update_pairing,
+        "Change, archive or restore a pairing",
+        "registers",
+        roles=(UserRole.SCHOOL_ADMIN,),
+        body=s.PairingPatch,
+        response=s.PairingOut,
+        errors=(409,),
+    ),
+    Route(
+        "DELETE",
+        "/pairings/{id}",
+        delete_pairing,
+        "Delete a pairing no lesson was scheduled on",
+        "registers",
+        roles=(UserRole.SCHOOL_ADMIN,),
+        response=s.Deleted,
+        errors=(409,),
+    ),
+    Route(
         "GET",
         "/lessons",
         list_lessons,
@@ -1079,6 +1299,17 @@ ROUTES: tuple[Route, ...] = (
         "lessons",
         roles=_SCHOOL,
         response=s.LessonOut,
+    ),
+    Route(
+        "PATCH",
+        "/lessons/{id}",
+        update_lesson,
+        "Change a scheduled or open lesson",
+        "lessons",
+        roles=(UserRole.SCHOOL_ADMIN,),
+        body=s.LessonPatch,
+        response=s.LessonOut,
+        errors=(409,),
     ),
     Route(
         "POST",

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 from signaling.errors import ErrorCode
 
@@ -151,6 +151,23 @@ class SchoolOut(Response):
     kind: SchoolKindName
     region: str
     timezone: str
+    active: bool = True  # false: archived (kept for history, offered for nothing new)
+
+
+class SchoolPatch(Request):
+    """Only the fields sent change; `active: false` archives, `true` restores."""
+
+    name: Name | UnsetType = UNSET
+    kind: SchoolKindName | UnsetType = UNSET
+    region: Annotated[str, Meta(max_length=200)] | UnsetType = UNSET
+    timezone: Annotated[str, Meta(min_length=1, max_length=64)] | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
+
+
+class Deleted(Response):
+    """A register row that nothing referred to, deleted."""
+
+    id: int
 
 
 class SchoolList(Response):
@@ -167,6 +184,16 @@ class ClassroomOut(Response):
     school_id: int
     school_name: str
     name: str
+    active: bool = True
+
+
+class ClassroomPatch(Request):
+    """Only the fields sent change. Moving to another school: admins, and only a classroom
+    no lesson or pairing uses."""
+
+    name: Name | UnsetType = UNSET
+    school_id: Id | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
 
 
 class ClassroomList(Response):
@@ -189,6 +216,20 @@ class PairingOut(Response):
     name: str
     main_classroom_id: int
     receiving_classroom_ids: list[int]
+    active: bool = True
+
+
+# In screen order; 1拖4 means at most four.
+ReceivingIds = Annotated[list[Id], Meta(min_length=1, max_length=4)]
+
+
+class PairingPatch(Request):
+    """Only the fields sent change; lessons already scheduled keep their rooms."""
+
+    name: Name | UnsetType = UNSET
+    main_classroom_id: Id | UnsetType = UNSET
+    receiving_classroom_ids: ReceivingIds | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
 
 
 class PairingList(Response):
@@ -212,6 +253,23 @@ class LessonIn(Request):
     # The teacher's account (a teacher of the main classroom's school): then only they,
     # besides admins, may run the lesson.
     teacher_user_id: Id | None = None
+
+
+class LessonPatch(Request):
+    """Only the fields sent change, while the lesson is scheduled or open. The main room
+    stays the pairing's; `receiving_classroom_ids` replaces the receiving rooms (screen
+    order); `teacher_user_id: null` unbinds the teacher account."""
+
+    kind: LessonKindName | UnsetType = UNSET
+    subject: Short | UnsetType = UNSET
+    grade: Annotated[str, Meta(min_length=1, max_length=50)] | UnsetType = UNSET
+    teacher_name: Short | UnsetType = UNSET
+    title: Annotated[str, Meta(min_length=1, max_length=300)] | UnsetType = UNSET
+    planned_start: AwareDatetime | UnsetType = UNSET
+    planned_end: AwareDatetime | UnsetType = UNSET
+    broadcast: bool | UnsetType = UNSET
+    teacher_user_id: Id | UnsetType | None = UNSET
+    receiving_classroom_ids: ReceivingIds | UnsetType = UNSET
 
 
 class LessonRoomOut(Response):

@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from classroom import audit
-from classroom.models import UserRole
+from classroom.models import Lesson, UserRole
 from signaling.appkeys import DB, LIVE, TOKENS
 from signaling.live_state import LiveLessonState, RoomState
 from signaling.tokens import JoinRole
@@ -241,3 +241,249 @@ async def test_school_staff_control_lessons(
     staff = await headers_for(role, school_id=main_school)
     status, lesson = await call(app_client, "POST", f"/lessons/{lesson_id}/open", staff)
     assert (status, lesson["state"]) == (200, "open")
+
+
+# ------------------------------------------------------------------ editing a lesson
+
+
+async def stored(client: TestClient, lesson_id: int) -> Lesson:
+    """The lesson as the database holds it, read in a fresh session (not through the API)."""
+    async with client.app[DB]() as s:
+        lesson = await s.get(Lesson, lesson_id)
+        assert lesson is not None
+        return lesson
+
+
+def receiving_of(lesson: Lesson | dict) -> list[int]:
+    if isinstance(lesson, dict):
+        return [r["classroom_id"] for r in lesson["rooms"] if r["role"] == "receiving"]
+    rooms = sorted(lesson.rooms, key=lambda r: r.position)
+    return [r.classroom_id for r in rooms if r.role == "receiving"]
+
+
+async def test_a_scheduled_lesson_is_edited_and_the_edit_is_audited(
+    app_client: TestClient, admin_headers: dict, lesson_factory
+) -> None:
+    lesson = await lesson_factory(receiving=3)
+    first, second, third = receiving_of(lesson)
+    start = datetime.fromisoformat(lesson["planned_start"])
+    # Moved by ten minutes: it overlaps only itself, which is no clash.
+    new_start, new_end = start + timedelta(minutes=10), start + timedelta(minutes=55)
+    status, edited = await call(
+        app_client,
+        "PATCH",
+        f"/lessons/{lesson['id']}",
+        admin_headers,
+        {
+            "title": "一次函数的图像",
+            "subject": "数学（复习）",
+            "grade": "初三",
+            "teacher_name": "李老师",
+            "planned_start": new_start.isoformat(),
+            "planned_end": new_end.isoformat(),
+            "receiving_classroom_ids": [third, first],  # second leaves, third comes first
+        },
+    )
+    assert status == 200, edited
+    assert (edited["title"], edited["subject"], edited["grade"], edited["teacher_name"]) == (
+        "一次函数的图像",
+        "数学（复习）",
+        "初三",
+        "李老师",
+    )
+    assert datetime.fromisoformat(edited["planned_start"]) == new_start
+    assert [r["role"] for r in edited["rooms"]] == ["main", "receiving", "receiving"]
+    assert receiving_of(edited) == [third, first]
+    row = await stored(app_client, lesson["id"])
+    assert (row.title, row.planned_end, receiving_of(row)) == (
+        "一次函数的图像",
+        new_end,
+        [third, first],
+    )
+    assert (await call(app_client, "GET", f"/lessons/{lesson['id']}", admin_headers))[1] == edited
+    async with app_client.app[DB]() as s:
+        (event,) = await audit.list_events(s, action="lesson_updated")
+    changes = event.detail["changes"]
+    assert changes["title"] == ["一次函数", "一次函数的图像"]
+    assert changes["receiving_classroom_ids"] == [[first, second, third], [third, first]]
+    assert datetime.fromisoformat(changes["planned_start"][1]) == new_start
+    assert event.target == f"lesson:{lesson['id']}"
+    # The room that left is free at that time again: another lesson may have it.
+    assert second not in receiving_of(await stored(app_client, lesson["id"]))
+
+
+async def test_an_edit_that_double_books_is_refused_and_changes_nothing(
+    app_client: TestClient, admin_headers: dict, lesson_factory
+) -> None:
+    day = datetime(2031, 3, 3, 0, 0, tzinfo=UTC)
+    first = await lesson_factory(receiving=1, start=day)
+    other = await lesson_factory(receiving=1, start=day)  # other rooms, same time
+    taken = receiving_of(first)[0]
+    status, answer = await call(
+        app_client,
+        "PATCH",
+        f"/lessons/{other['id']}",
+        admin_headers,
+        {"title": "改了", "receiving_classroom_ids": [taken]},
+    )
+    assert (status, answer["error"]["code"]) == (409, "conflict")
+    assert answer["error"]["field"] == "receiving_classroom_ids"
+    assert f"is booked by lesson {first['id']} '一次函数'" in answer["error"]["message"]
+    row = await stored(app_client, other["id"])
+    assert (row.title, receiving_of(row)) == ("一次函数", receiving_of(other))
+
+    # A second lesson of the first pairing, an hour later, moved onto the first's time.
+    later = day + timedelta(hours=1)
+    body = {
+        "pairing_id": first["pairing_id"],
+        "kind": "dedicated",
+        "subject": "语文",
+        "grade": "初二",
+        "teacher_name": "李",
+        "title": "背影",
+        "planned_start": later.isoformat(),
+        "planned_end": (later + timedelta(minutes=40)).isoformat(),
+    }
+    status, second = await call(app_client, "POST", "/lessons", admin_headers, body)
+    assert status == 201
+    status, answer = await call(
+        app_client,
+        "PATCH",
+        f"/lessons/{second['id']}",
+        admin_headers,
+        {"planned_start": (day + timedelta(minutes=30)).isoformat(), "title": "x"},
+    )
+    assert (status, answer["error"]["field"]) == (409, "planned_start")
+    row = await stored(app_client, second["id"])
+    assert (row.planned_start, row.title) == (later, "背影")
+    async with app_client.app[DB]() as s:
+        assert await audit.list_events(s, action="lesson_updated") == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"planned_end": "2031-03-03T07:00:00+08:00"}, "planned_end"),
+        ({"planned_start": "2031-03-04T08:00:00"}, "planned_start"),
+        ({"title": ""}, "title"),
+        ({"kind": "lecture"}, "kind"),
+        ({"receiving_classroom_ids": []}, "receiving_classroom_ids"),
+        ({"receiving_classroom_ids": [1, 2, 3, 4, 5]}, "receiving_classroom_ids"),
+        ({"receiving_classroom_ids": [999]}, "receiving_classroom_ids"),
+        ({"pairing_id": 1}, "pairing_id"),
+        ({"teacher_user_id": 999}, "teacher_user_id"),
+    ],
+)
+async def test_invalid_lesson_edits_name_the_field_and_change_nothing(
+    app_client: TestClient, admin_headers: dict, lesson_factory, body: dict, field: str
+) -> None:
+    lesson = await lesson_factory(receiving=1, start=datetime(2031, 3, 3, 0, 0, tzinfo=UTC))
+    status, answer = await call(
+        app_client, "PATCH", f"/lessons/{lesson['id']}", admin_headers, {"grade": "初三", **body}
+    )
+    assert status in (400, 404) and answer["error"]["field"] == field, answer
+    row = await stored(app_client, lesson["id"])
+    assert (row.grade, row.planned_end.isoformat().replace("+00:00", "Z")) == (
+        "初二",
+        lesson["planned_end"],
+    )
+
+
+async def test_a_live_or_finished_lesson_cannot_be_edited(
+    app_client: TestClient, admin_headers: dict, lesson_factory
+) -> None:
+    lesson_id = (await lesson_factory())["id"]
+    path = f"/lessons/{lesson_id}"
+    await call(app_client, "POST", f"{path}/open", admin_headers)
+    status, edited = await call(app_client, "PATCH", path, admin_headers, {"title": "开放后改"})
+    assert (status, edited["title"], edited["state"]) == (200, "开放后改", "open")
+    await call(app_client, "POST", f"{path}/start", admin_headers)
+    status, answer = await call(app_client, "PATCH", path, admin_headers, {"title": "直播中改"})
+    assert (status, answer["error"]["code"]) == (409, "conflict")
+    assert answer["error"]["message"] == (
+        f"lesson {lesson_id} is live; only a scheduled or open lesson can be changed"
+    )
+    assert (await stored(app_client, lesson_id)).title == "开放后改"
+    await call(app_client, "POST", f"{path}/end", admin_headers)
+    status, answer = await call(app_client, "PATCH", path, admin_headers, {"title": "结束后改"})
+    assert status == 409 and "is ended" in answer["error"]["message"]
+    cancelled = (await lesson_factory())["id"]
+    await call(app_client, "POST", f"/lessons/{cancelled}/cancel", admin_headers)
+    status, answer = await call(
+        app_client, "PATCH", f"/lessons/{cancelled}", admin_headers, {"title": "x"}
+    )
+    assert status == 409 and "is cancelled" in answer["error"]["message"]
+    assert (await call(app_client, "PATCH", "/lessons/999", admin_headers, {"title": "x"}))[
+        0
+    ] == 404
+
+
+async def test_rooms_do_not_change_while_rooms_are_connected(
+    app_client: TestClient, admin_headers: dict, lesson_factory, monkeypatch
+) -> None:
+    lesson = await lesson_factory(receiving=2)
+    lesson_id = lesson["id"]
+    await call(app_client, "POST", f"/lessons/{lesson_id}/open", admin_headers)
+    state = LiveLessonState(
+        lesson_id=lesson_id,
+        state="open",
+        rooms=[
+            RoomState(
+                classroom_id=receiving_of(lesson)[0], name="听课", role="receiving", connected=True
+            )
+        ],
+    )
+    monkeypatch.setattr(
+        app_client.app[LIVE], "snapshot", lambda i: state if i == lesson_id else None
+    )
+    status, answer = await call(
+        app_client,
+        "PATCH",
+        f"/lessons/{lesson_id}",
+        admin_headers,
+        {"receiving_classroom_ids": receiving_of(lesson)[:1]},
+    )
+    assert (status, answer["error"]["field"]) == (409, "receiving_classroom_ids")
+    assert receiving_of(await stored(app_client, lesson_id)) == receiving_of(lesson)
+    # The title may still change: the rooms already joined are not affected by it.
+    status, _ = await call(
+        app_client, "PATCH", f"/lessons/{lesson_id}", admin_headers, {"title": "t"}
+    )
+    assert status == 200
+
+
+async def test_school_staff_edit_lessons_of_their_main_classroom_only(
+    app_client: TestClient, lesson_factory, headers_for
+) -> None:
+    lesson = await lesson_factory(receiving=1)
+    main, rural = (r["classroom_id"] for r in lesson["rooms"])
+    async with app_client.app[DB]() as s:
+        from classroom.schools import get_classroom
+
+        main_school = (await get_classroom(s, main)).school_id
+        rural_school = (await get_classroom(s, rural)).school_id
+    path = f"/lessons/{lesson['id']}"
+    for headers in (
+        await headers_for(UserRole.SCHOOL_ADMIN, school_id=rural_school),
+        await headers_for(UserRole.TEACHER, school_id=main_school),
+        await headers_for(UserRole.REVIEWER),
+    ):
+        status, answer = await call(app_client, "PATCH", path, headers, {"title": "x"})
+        assert (status, answer["error"]["code"]) == (403, "forbidden")
+    school_admin = await headers_for(UserRole.SCHOOL_ADMIN, school_id=main_school)
+    teacher_headers = await headers_for(UserRole.TEACHER, school_id=main_school, username="li")
+    async with app_client.app[DB]() as s:
+        from classroom.users import get_user_by_name
+
+        teacher = await get_user_by_name(s, "li")
+        assert teacher is not None
+    status, edited = await call(
+        app_client, "PATCH", path, school_admin, {"teacher_user_id": teacher.id}
+    )
+    assert (status, edited["teacher_user_id"]) == (200, teacher.id)
+    # Now only that teacher (and admins, the school admin) may run it; unbinding reopens it.
+    assert (await call(app_client, "PATCH", path, school_admin, {"teacher_user_id": None}))[1][
+        "teacher_user_id"
+    ] is None
+    assert (await stored(app_client, lesson["id"])).teacher_user_id is None
+    assert (await call(app_client, "POST", f"{path}/open", teacher_headers))[0] == 200

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 import pytest
+import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 
-from classroom.models import UserRole
+from classroom import audit
+from classroom.models import Classroom, Pairing, PairingMember, School, UserRole
+from signaling.appkeys import DB
 
 
 async def post(client: TestClient, path: str, body: object, headers: dict) -> tuple[int, dict]:
@@ -154,3 +160,419 @@ async def test_a_school_admin_registers_classrooms_of_their_own_school_only(
     assert (status, answer["error"]["code"]) == (403, "forbidden")
     status, _ = await post(app_client, "/schools", {"name": "丙", "kind": "city"}, school_admin)
     assert status == 403
+
+
+# ------------------------------------------------------------------ edits and removal
+
+
+async def patch(client: TestClient, path: str, body: object, headers: dict) -> tuple[int, dict]:
+    response = await client.patch(f"/api/v1{path}", json=body, headers=headers)
+    return response.status, await response.json()
+
+
+async def delete(client: TestClient, path: str, headers: dict) -> tuple[int, dict]:
+    response = await client.delete(f"/api/v1{path}", headers=headers)
+    return response.status, await response.json()
+
+
+async def row(client: TestClient, model: type, ident: int) -> Any:
+    """The row as the database holds it, read in a fresh session (not through the API)."""
+    async with client.app[DB]() as s:
+        return await s.get(model, ident)
+
+
+async def members(client: TestClient, pairing_id: int) -> list[int]:
+    async with client.app[DB]() as s:
+        rows = await s.scalars(
+            sa.select(PairingMember.classroom_id)
+            .where(PairingMember.pairing_id == pairing_id)
+            .order_by(PairingMember.position)
+        )
+        return list(rows.all())
+
+
+async def registers(client: TestClient, headers: dict, rural_rooms: int = 3) -> dict[str, Any]:
+    """A city school with a main room, a rural school with `rural_rooms` rooms, a pairing."""
+    _, city = await post(client, "/schools", {"name": "城关一中", "kind": "city"}, headers)
+    _, rural = await post(client, "/schools", {"name": "青山村小", "kind": "rural"}, headers)
+    _, main = await post(client, "/classrooms", {"school_id": city["id"], "name": "主讲"}, headers)
+    rooms = [
+        (await post(client, "/classrooms", {"school_id": rural["id"], "name": f"听{i}"}, headers))[
+            1
+        ]["id"]
+        for i in range(rural_rooms)
+    ]
+    _, pairing = await post(
+        client,
+        "/pairings",
+        {"name": "城乡结对", "main_classroom_id": main["id"], "receiving_classroom_ids": rooms[:2]},
+        headers,
+    )
+    return {"city": city, "rural": rural, "main": main["id"], "rooms": rooms, "pairing": pairing}
+
+
+async def schedule(client: TestClient, pairing_id: int, headers: dict, day: int = 1) -> dict:
+    start = datetime(2031, 3, 3, 8, 0, tzinfo=UTC) + timedelta(days=day)
+    status, lesson = await post(
+        client,
+        "/lessons",
+        {
+            "pairing_id": pairing_id,
+            "kind": "dedicated",
+            "subject": "数学",
+            "grade": "初二",
+            "teacher_name": "王老师",
+            "title": "一次函数",
+            "planned_start": start.isoformat(),
+            "planned_end": (start + timedelta(minutes=40)).isoformat(),
+        },
+        headers,
+    )
+    assert status == 201, lesson
+    return lesson
+
+
+async def test_an_admin_edits_a_school_a_classroom_and_a_pairing_and_each_edit_is_audited(
+    app_client: TestClient, admin_headers: dict
+) -> None:
+    r = await registers(app_client, admin_headers)
+    status, school = await patch(
+        app_client,
+        f"/schools/{r['rural']['id']}",
+        {"name": "青山村完全小学", "region": "北山乡"},
+        admin_headers,
+    )
+    assert status == 200
+    assert (school["name"], school["region"], school["kind"]) == (
+        "青山村完全小学",
+        "北山乡",
+        "rural",
+    )
+    status, room = await patch(
+        app_client, f"/classrooms/{r['rooms'][0]}", {"name": "一年级教室"}, admin_headers
+    )
+    assert (status, room["name"], room["school_name"]) == (200, "一年级教室", "青山村完全小学")
+    # Swapping two rooms' places and adding a third: the rows keep their primary keys at
+    # new positions, all in one transaction.
+    new_order = [r["rooms"][1], r["rooms"][0], r["rooms"][2]]
+    status, pairing = await patch(
+        app_client,
+        f"/pairings/{r['pairing']['id']}",
+        {"name": "城关—青山", "receiving_classroom_ids": new_order},
+        admin_headers,
+    )
+    assert status == 200
+    assert (pairing["name"], pairing["receiving_classroom_ids"]) == ("城关—青山", new_order)
+    assert await members(app_client, r["pairing"]["id"]) == new_order
+    assert (await get(app_client, f"/pairings/{r['pairing']['id']}", admin_headers))[1] == pairing
+
+    # The same edit again changes nothing and leaves no event.
+    assert (
+        await patch(
+            app_client, f"/classrooms/{r['rooms'][0]}", {"name": "一年级教室"}, admin_headers
+        )
+    )[0] == 200
+    async with app_client.app[DB]() as s:
+        events = {e.action: e for e in await audit.list_events(s)}
+        updated = [e for e in await audit.list_events(s) if e.action == "classroom_updated"]
+    assert events["school_updated"].detail == {
+        "changes": {"name": ["青山村小", "青山村完全小学"], "region": ["", "北山乡"]}
+    }
+    assert events["school_updated"].target == f"school:{r['rural']['id']}"
+    assert len(updated) == 1 and updated[0].detail == {"changes": {"name": ["听0", "一年级教室"]}}
+    assert events["pairing_updated"].detail["changes"]["receiving_classroom_ids"] == [
+        r["rooms"][:2],
+        new_order,
+    ]
+    assert events["pairing_updated"].actor_name == "admin"
+
+
+async def test_a_refused_edit_leaves_the_row_as_it_was(
+    app_client: TestClient, admin_headers: dict
+) -> None:
+    r = await registers(app_client, admin_headers)
+    room, other = r["rooms"][0], r["rooms"][1]
+    # A clash on the classroom's name in its school: 409, and nothing else sent is applied.
+    status, answer = await patch(app_client, f"/classrooms/{other}", {"name": "听0"}, admin_headers)
+    assert (status, answer["error"]["code"], answer["error"]["field"]) == (409, "conflict", "name")
+    assert (await row(app_client, Classroom, other)).name == "听1"
+    # A valid name with invalid rooms: the name is not saved either.
+    pairing_id = r["pairing"]["id"]
+    status, answer = await patch(
+        app_client,
+        f"/pairings/{pairing_id}",
+        {"name": "新名字", "receiving_classroom_ids": [r["main"], room]},
+        admin_headers,
+    )
+    assert (status, answer["error"]["field"]) == (400, "receiving_classroom_ids")
+    assert "cannot also receive" in answer["error"]["message"]
+    assert (await row(app_client, Pairing, pairing_id)).name == "城乡结对"
+    assert await members(app_client, pairing_id) == r["rooms"][:2]
+    status, answer = await patch(
+        app_client,
+        f"/pairings/{pairing_id}",
+        {"name": "新名字", "receiving_classroom_ids": [room, 999]},
+        admin_headers,
+    )
+    assert (status, answer["error"]["field"]) == (404, "receiving_classroom_ids")
+    assert (await row(app_client, Pairing, pairing_id)).name == "城乡结对"
+    # A good name and an unknown time zone: neither is saved.
+    school_id = r["city"]["id"]
+    status, answer = await patch(
+        app_client,
+        f"/schools/{school_id}",
+        {"name": "改名", "timezone": "Mars/Base"},
+        admin_headers,
+    )
+    assert (status, answer["error"]["field"]) == (400, "timezone")
+    school = await row(app_client, School, school_id)
+    assert (school.name, school.timezone) == ("城关一中", "Asia/Shanghai")
+    async with app_client.app[DB]() as s:
+        assert not [e for e in await audit.list_events(s) if e.action.endswith("_updated")]
+    assert (await patch(app_client, "/schools/999", {"name": "x"}, admin_headers))[0] == 404
+    assert (await patch(app_client, "/classrooms/999", {"name": "x"}, admin_headers))[0] == 404
+    assert (await patch(app_client, "/pairings/999", {"name": "x"}, admin_headers))[0] == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/schools/{school}", {"name": ""}, "name"),
+        ("/schools/{school}", {"name": None}, "name"),
+        ("/schools/{school}", {"kind": "town"}, "kind"),
+        ("/schools/{school}", {"colour": "red"}, "colour"),
+        ("/schools/{school}", {"region": "长" * 201}, "region"),
+        ("/schools/{school}", {"active": "no"}, "active"),
+        ("/classrooms/{room}", {"name": ""}, "name"),
+        ("/classrooms/{room}", {"school_id": 0}, "school_id"),
+        ("/pairings/{pairing}", {"receiving_classroom_ids": []}, "receiving_classroom_ids"),
+        (
+            "/pairings/{pairing}",
+            {"receiving_classroom_ids": [1, 2, 3, 4, 5]},
+            "receiving_classroom_ids",
+        ),
+        ("/pairings/{pairing}", {"main_classroom_id": "x"}, "main_classroom_id"),
+        (
+            "/pairings/{pairing}",
+            {"receiving_classroom_ids": ["{room}", "{room}"]},
+            "receiving_classroom_ids",
+        ),
+    ],
+)
+async def test_invalid_edits_name_the_field(
+    app_client: TestClient, admin_headers: dict, path: str, body: dict, field: str
+) -> None:
+    r = await registers(app_client, admin_headers)
+    ids = {"school": r["city"]["id"], "room": r["rooms"][0], "pairing": r["pairing"]["id"]}
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        return int(value.format(**ids)) if isinstance(value, str) and value == "{room}" else value
+
+    status, answer = await patch(
+        app_client, path.format(**ids), {k: fill(v) for k, v in body.items()}, admin_headers
+    )
+    assert (status, answer["error"]["code"], answer["error"]["field"]) == (
+        400,
+        "invalid_body",
+        field,
+    )
+    assert (await row(app_client, Pairing, r["pairing"]["id"])).name == "城乡结对"
+    assert await members(app_client, r["pairing"]["id"]) == r["rooms"][:2]
+
+
+async def test_what_nothing_refers_to_is_deleted_and_audited(
+    app_client: TestClient, admin_headers: dict
+) -> None:
+    r = await registers(app_client, admin_headers)
+    pairing_id = r["pairing"]["id"]
+    assert await delete(app_client, f"/pairings/{pairing_id}", admin_headers) == (
+        200,
+        {"id": pairing_id},
+    )
+    assert await row(app_client, Pairing, pairing_id) is None
+    assert await members(app_client, pairing_id) == []
+    for room in r["rooms"]:
+        assert (await delete(app_client, f"/classrooms/{room}", admin_headers))[0] == 200
+        assert await row(app_client, Classroom, room) is None
+    assert (await delete(app_client, f"/schools/{r['rural']['id']}", admin_headers))[0] == 200
+    assert await row(app_client, School, r["rural"]["id"]) is None
+    assert (await delete(app_client, f"/schools/{r['rural']['id']}", admin_headers))[0] == 404
+    async with app_client.app[DB]() as s:
+        actions = [e.action for e in await audit.list_events(s)]
+    assert actions.count("classroom_deleted") == 3
+    assert {"pairing_deleted", "school_deleted"} <= set(actions)
+
+
+async def test_what_lessons_refer_to_is_not_deleted_but_can_be_archived(
+    app_client: TestClient, admin_headers: dict
+) -> None:
+    r = await registers(app_client, admin_headers)
+    pairing_id, main = r["pairing"]["id"], r["main"]
+    lesson = await schedule(app_client, pairing_id, admin_headers)
+    for path, uses in [
+        (f"/pairings/{pairing_id}", "1 lessons"),
+        (f"/classrooms/{main}", "1 lessons, 1 pairings"),
+        (f"/schools/{r['city']['id']}", "1 classrooms"),
+    ]:
+        status, answer = await delete(app_client, path, admin_headers)
+        assert (status, answer["error"]["code"]) == (409, "conflict"), path
+        assert f"is in use: {uses}; archive it instead" in answer["error"]["message"], answer
+    assert await row(app_client, Pairing, pairing_id) is not None
+    assert await row(app_client, Classroom, main) is not None
+
+    # Archiving waits for what is to come: the scheduled lesson, then the active pairing.
+    status, answer = await patch(
+        app_client, f"/pairings/{pairing_id}", {"active": False}, admin_headers
+    )
+    assert (status, answer["error"]["field"]) == (409, "active")
+    assert f"lesson {lesson['id']} '一次函数' to come" in answer["error"]["message"]
+    status, answer = await patch(
+        app_client, f"/classrooms/{main}", {"active": False}, admin_headers
+    )
+    assert (status, answer["error"]["field"]) == (409, "active")
+    assert f"active pairing {pairing_id}" in answer["error"]["message"]
+    assert (await row(app_client, Pairing, pairing_id)).active is True
+
+    await post(app_client, f"/lessons/{lesson['id']}/cancel", {}, admin_headers)
+    status, pairing = await patch(
+        app_client, f"/pairings/{pairing_id}", {"active": False}, admin_headers
+    )
+    assert (status, pairing["active"]) == (200, False)
+    assert (await row(app_client, Pairing, pairing_id)).active is False
+    # An archived pairing is kept, listed as archived, and offered for no new lesson.
+    listed = (await get(app_client, "/pairings", admin_headers))[1]["items"]
+    assert [(p["id"], p["active"]) for p in listed] == [(pairing_id, False)]
+    status, answer = await post(
+        app_client,
+        "/lessons",
+        {
+            "pairing_id": pairing_id,
+            "kind": "dedicated",
+            "subject": "数学",
+            "grade": "初二",
+            "teacher_name": "王",
+            "title": "t",
+            "planned_start": "2031-05-01T08:00:00+08:00",
+            "planned_end": "2031-05-01T08:40:00+08:00",
+        },
+        admin_headers,
+    )
+    assert (status, answer["error"]["field"]) == (409, "pairing_id")
+
+    # Now the classroom archives; a school archives once its classrooms have.
+    assert (await patch(app_client, f"/classrooms/{main}", {"active": False}, admin_headers))[
+        0
+    ] == 200
+    status, answer = await post(
+        app_client,
+        "/pairings",
+        {"name": "新", "main_classroom_id": main, "receiving_classroom_ids": [r["rooms"][2]]},
+        admin_headers,
+    )
+    assert (status, answer["error"]["field"]) == (409, "main_classroom_id")
+    status, school = await patch(
+        app_client, f"/schools/{r['city']['id']}", {"active": False}, admin_headers
+    )
+    assert (status, school["active"]) == (200, False)
+    status, answer = await post(
+        app_client, "/classrooms", {"school_id": r["city"]["id"], "name": "新教室"}, admin_headers
+    )
+    assert (status, answer["error"]["field"]) == (409, "school_id")
+    # Restoring goes the other way round: the school first, then its classroom.
+    status, answer = await patch(
+        app_client, f"/schools/{r['rural']['id']}", {"active": False}, admin_headers
+    )
+    assert (status, answer["error"]["field"]) == (409, "active")
+    assert "has 3 active classrooms" in answer["error"]["message"]
+    assert (
+        await patch(app_client, f"/schools/{r['city']['id']}", {"active": True}, admin_headers)
+    )[0] == 200
+    assert (await patch(app_client, f"/classrooms/{main}", {"active": True}, admin_headers))[
+        0
+    ] == 200
+    status, pairing = await patch(
+        app_client, f"/pairings/{pairing_id}", {"active": True}, admin_headers
+    )
+    assert (status, pairing["active"]) == (200, True)
+
+
+async def test_a_classroom_moves_school_only_while_nothing_uses_it(
+    app_client: TestClient, admin_headers: dict
+) -> None:
+    r = await registers(app_client, admin_headers)
+    spare = r["rooms"][2]  # in no pairing
+    _, other = await post(
+        app_client, "/schools", {"name": "白水村小", "kind": "rural"}, admin_headers
+    )
+    await post(app_client, "/classrooms", {"school_id": other["id"], "name": "听2"}, admin_headers)
+    status, answer = await patch(
+        app_client, f"/classrooms/{spare}", {"school_id": other["id"]}, admin_headers
+    )
+    assert (status, answer["error"]["field"]) == (409, "name")  # 白水村小 has a 听2
+    status, moved = await patch(
+        app_client,
+        f"/classrooms/{spare}",
+        {"school_id": other["id"], "name": "听3"},
+        admin_headers,
+    )
+    assert (status, moved["school_id"], moved["school_name"]) == (200, other["id"], "白水村小")
+    status, answer = await patch(
+        app_client, f"/classrooms/{r['rooms'][0]}", {"school_id": other["id"]}, admin_headers
+    )
+    assert (status, answer["error"]["field"]) == (409, "school_id")
+    assert "is in use: 1 pairings" in answer["error"]["message"]
+    assert (await row(app_client, Classroom, r["rooms"][0])).school_id == r["rural"]["id"]
+    status, answer = await patch(
+        app_client, f"/classrooms/{spare}", {"school_id": 999}, admin_headers
+    )
+    assert (status, answer["error"]["field"]) == (404, "school_id")
+
+
+async def test_a_school_admin_edits_and_removes_only_their_own_schools_things(
+    app_client: TestClient, admin_headers: dict, headers_for
+) -> None:
+    r = await registers(app_client, admin_headers)
+    city_id, rural_id = r["city"]["id"], r["rural"]["id"]
+    city_admin = await headers_for(UserRole.SCHOOL_ADMIN, school_id=city_id)
+    rural_admin = await headers_for(UserRole.SCHOOL_ADMIN, school_id=rural_id)
+    teacher = await headers_for(UserRole.TEACHER, school_id=city_id)
+
+    assert (await patch(app_client, f"/schools/{city_id}", {"region": "东区"}, city_admin))[
+        0
+    ] == 200
+    assert (await patch(app_client, f"/schools/{rural_id}", {"region": "x"}, city_admin))[0] == 403
+    assert (await patch(app_client, f"/schools/{city_id}", {"active": False}, city_admin))[0] == 403
+    assert (await delete(app_client, f"/schools/{city_id}", city_admin))[0] == 403
+    assert (await patch(app_client, f"/schools/{city_id}", {"region": "y"}, teacher))[0] == 403
+
+    status, _ = await patch(app_client, f"/classrooms/{r['main']}", {"name": "主讲一"}, city_admin)
+    assert status == 200
+    status, answer = await patch(
+        app_client, f"/classrooms/{r['main']}", {"school_id": rural_id}, city_admin
+    )
+    assert (status, answer["error"]["code"]) == (403, "forbidden")
+    assert (await row(app_client, Classroom, r["main"])).school_id == city_id
+    assert (await patch(app_client, f"/classrooms/{r['rooms'][2]}", {"name": "x"}, city_admin))[
+        0
+    ] == 403
+    assert (await delete(app_client, f"/classrooms/{r['rooms'][2]}", city_admin))[0] == 403
+    assert (await delete(app_client, f"/classrooms/{r['rooms'][2]}", rural_admin))[0] == 200
+
+    # A pairing is the main classroom's school's to change.
+    pairing_id = r["pairing"]["id"]
+    assert (await patch(app_client, f"/pairings/{pairing_id}", {"name": "p"}, rural_admin))[
+        0
+    ] == 403
+    assert (await delete(app_client, f"/pairings/{pairing_id}", rural_admin))[0] == 403
+    assert (await patch(app_client, f"/pairings/{pairing_id}", {"name": "p"}, city_admin))[0] == 200
+    status, _ = await patch(
+        app_client, f"/pairings/{pairing_id}", {"main_classroom_id": r["rooms"][0]}, city_admin
+    )
+    assert status == 403  # not a classroom of their school
+    assert (await row(app_client, Pairing, pairing_id)).main_classroom_id == r["main"]
+    assert (await delete(app_client, f"/pairings/{pairing_id}", city_admin))[0] == 200
+    async with app_client.app[DB]() as s:
+        denied = await audit.list_events(s, action="permission.denied")
+    assert len(denied) >= 8
