@@ -112,7 +112,7 @@ class Clash:
             label = (rooms or {}).get(self.classroom_id)
             who = f"classroom {self.classroom_id}" + (f" ({label})" if label else "")
         else:
-            name = self.other.teacher_name or self.booking.teacher_name
+            name = self.booking.teacher_name or self.other.teacher_name
             who = f"teacher {name}"
             if self.booking.teacher[0] == "user":
                 who += f" (user {self.booking.teacher[1]})"
@@ -151,9 +151,10 @@ def sweep(
     """Every proposal overlapping an existing booking or another proposal, once each.
 
     Per resource: sort by start and keep the booking reaching furthest so far; a booking
-    starting before that one ends overlaps it. Every overlapping proposal is found (the
-    first booking overlapping it in start order is either seen as "furthest" when the
-    proposal comes, or sees the proposal as furthest itself). With `audit`, clashes
+    starting before that one ends overlaps it. Every proposal that overlaps anything is
+    caught in at least one such pair (if nothing before it reaches past its start, it
+    becomes the furthest, and the next booking starting before its end pairs with it), and
+    is then reported, or named as the `other` of a reported clash. With `audit`, clashes
     between two existing bookings are reported too (for checking a term after the fact).
     """
     groups: dict[tuple, list[tuple[datetime, int, Booking, bool]]] = defaultdict(list)
@@ -166,6 +167,7 @@ def sweep(
             order += 1
     clashes: list[Clash] = []
     flagged: set[int] = set()  # id() of bookings already reported
+    paired: set[frozenset[int]] = set()  # pairs already reported
     for key, items in groups.items():
         if len(items) < 2:
             continue
@@ -175,10 +177,17 @@ def sweep(
             start, _, booking, is_new = item
             if furthest is not None and start < furthest[2].end:
                 other, other_new = furthest[2], furthest[3]
-                if is_new or other_new or audit:
-                    # Report the newer of the two (a proposal over an existing booking).
-                    mine, theirs = (booking, other) if is_new or not other_new else (other, booking)
-                    if id(mine) not in flagged:
+                # Reported on a proposal (never on an existing booking, unless auditing),
+                # the later one first; on the other one of a pair if the later is already
+                # reported for another clash, so that each proposal in a clash is named.
+                pair = frozenset((id(booking), id(other)))
+                sides = [(booking, other), (other, booking)]
+                allowed = [is_new or audit, other_new or audit]
+                for (mine, theirs), ok in zip(sides, allowed, strict=True):
+                    if pair in paired:  # the same two, met again on another resource
+                        break
+                    if ok and id(mine) not in flagged:
+                        paired.add(pair)
                         flagged.add(id(mine))
                         clashes.append(
                             Clash(
@@ -188,6 +197,7 @@ def sweep(
                                 classroom_id=key[1] if key[0] == "classroom" else None,
                             )
                         )
+                        break
             if furthest is None or booking.end > furthest[2].end:
                 furthest = item
     return clashes

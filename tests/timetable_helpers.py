@@ -89,9 +89,10 @@ async def make_term(db: AsyncSession, spec: TermSpec = AUTUMN_2026) -> int:
     return (await terms.create_term(db, spec)).id
 
 
-def weekly(pair: Pair, weekday: int, period: int | None = 3, **kw: object) -> SeriesSpec:
+def weekly(pair: Pair | int, weekday: int, period: int | None = 3, **kw: object) -> SeriesSpec:
+    """数学 一次函数 by 王老师 on `pair` (a Pair or a pairing id) every `weekday`, `period`."""
     fields: dict = {
-        "pairing_id": pair.pairing.id,
+        "pairing_id": pair if isinstance(pair, int) else pair.pairing.id,
         "subject": "数学",
         "grade": "初二",
         "title": "一次函数",
