@@ -87,16 +87,17 @@ def api_token(data_dir: Path, username: str) -> str:
 
 
 def start_auto_agent(
-    name: str, base_url: str, device_token: str, classroom_id: int, workdir: Path
+    name: str, base_url: str, device_token: str, classroom_id: int | None, workdir: Path
 ) -> AgentProcess:
     report = workdir / f"{name}.jsonl"
     report.touch()
     stderr = report.with_suffix(".stderr").open("wb")
     args = [
         TONGBU, "agent", "--auto", "--server", base_url, "--device-token", device_token,
-        "--classroom", str(classroom_id), "--refresh", "5", "--report", str(report),
-        "--report-interval", "0.5", *AGENT_VIDEO,
+        "--refresh", "5", "--report", str(report), "--report-interval", "0.5", *AGENT_VIDEO,
     ]  # fmt: skip
+    if classroom_id is not None:
+        args += ["--classroom", str(classroom_id)]
     process = subprocess.Popen(
         args, stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, "PYTHONUNBUFFERED": "1"}
     )
@@ -319,3 +320,52 @@ async def test_two_lessons_run_themselves_across_a_server_restart(tmp_path: Path
         {("scheduler", action, f"lesson:{lid}"): 1
          for lid in lesson_ids for action in ("lesson_open", "lesson_ended")}
     )  # fmt: skip
+
+
+async def test_a_box_waits_for_the_server_and_stops_only_when_its_token_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Started while the server is down, the box retries instead of failing; it finds its
+    timetable once the server is up; disabling its device account stops it (status 2)."""
+    data_dir, port = tmp_path / "data", free_port()
+    data_dir.mkdir()
+    cli(data_dir, "create-user", "--username", "root", "--password", "auto-agents-1",
+        "--role", "admin")  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}"
+    server = serve(data_dir, port)
+    box: AgentProcess | None = None
+    async with aiohttp.ClientSession() as http:
+        api = Api(base_url, api_token(data_dir, "root"), http)
+        try:
+            await wait_for(lambda: listening(port), 60, "the server to listen")
+            school = await api.call("POST", "/schools", {"name": "乡村小学", "kind": "rural"})
+            room = await api.call(
+                "POST", "/classrooms", {"school_id": school["id"], "name": "听课教室"}
+            )
+            device = await api.call(
+                "POST",
+                "/users",
+                {"username": "box", "password": "box-password-1", "role": "device",
+                 "school_id": school["id"]},
+            )  # fmt: skip
+            token = await asyncio.to_thread(api_token, data_dir, "box")
+            await stop_server(server)
+
+            # No --classroom: the school has one classroom, the box finds it itself.
+            box = start_auto_agent("box", base_url, token, None, tmp_path)
+            await wait_for(lambda: len(box.of("server_unavailable")) >= 2, 60, "the box to retry")
+            assert box.process.poll() is None, box.stderr_tail()
+            server = serve(data_dir, port)
+            await wait_for(lambda: box.of("timetable"), 60, "the box to read its timetable")
+            assert box.of("timetable")[0]["classroom_id"] == room["id"]
+            assert box.process.poll() is None
+
+            await api.call("PATCH", f"/users/{device['id']}", {"disabled": True})
+            await wait_for(lambda: box.process.poll() is not None, 30, "the box to stop")
+            assert box.process.returncode == 2
+            assert box.of("refused")[0]["code"] == "device_refused"
+        finally:
+            if box is not None:
+                await box.stop()
+            if server.poll() is None:
+                await stop_server(server)

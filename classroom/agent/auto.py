@@ -136,7 +136,7 @@ class DeviceApi:
                 except ValueError:
                     data = None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise ServerUnavailable(repr(exc)) from None
+            raise ServerUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
         if status >= 500 or (status < 400 and not isinstance(data, dict)):
             raise ServerUnavailable(f"HTTP {status}")
         if status in (401, 403):
