@@ -39,6 +39,7 @@ from classroom.users import AuthenticationFailed, authenticate, issue_token
 from recorder import library_api as lib
 from signaling import api_schemas as s
 from signaling import schedule_api
+from signaling import timetable_api
 from signaling.api_schemas import ApiError
 from signaling.appkeys import DB, LIVE, TOKENS
 from signaling.auth import (
@@ -1495,6 +1496,7 @@ ROUTES: tuple[Route, ...] = (
         media="application/octet-stream",
         errors=(206, 302, 416),
     ),
+    *timetable_api.ROUTES,  # terms, lesson series, CSV import, calendar feeds
 )
 
 

@@ -204,12 +204,19 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
     add_demo_parser(subparsers)
 
 
+def _add_term(subparsers: argparse._SubParsersAction) -> None:
+    from signaling.timetable_cli import add_term_parser
+
+    add_term_parser(subparsers)
+
+
 SUBCOMMANDS: list[AddSubcommand] = [
     _add_serve,
     _add_migrate,
     _add_admin,
     _add_agent,
     _add_demo,
+    _add_term,
 ]
 
 
