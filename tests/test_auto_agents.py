@@ -186,8 +186,8 @@ async def test_two_lessons_run_themselves_across_a_server_restart(tmp_path: Path
                 )  # fmt: skip
                 device_tokens[name] = await asyncio.to_thread(api_token, data_dir, f"box-{name}")
             t0 = datetime.now(UTC).replace(microsecond=0)
-            planned = [(t0 + timedelta(seconds=22), t0 + timedelta(seconds=52)),
-                       (t0 + timedelta(seconds=56), t0 + timedelta(seconds=70))]  # fmt: skip
+            planned = [(t0 + timedelta(seconds=22), t0 + timedelta(seconds=60)),
+                       (t0 + timedelta(seconds=64), t0 + timedelta(seconds=78))]  # fmt: skip
             lesson_ids = []
             for n, (start, end) in enumerate(planned, 1):
                 lesson = await api.call(
