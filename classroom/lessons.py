@@ -325,6 +325,11 @@ async def update_lesson(
     if receiving != old_receiving:
         await schools.check_rooms(db, main.classroom_id, receiving)
     times_change = start != lesson.planned_start or end != lesson.planned_end
+    # A room just added that is taken then is the room's fault, whatever else changed.
+    if added := [c for c in receiving if c not in old_receiving]:
+        clash = await _booking_clash(db, added, start, end, other_than=lesson_id)
+        if clash is not None:
+            raise Conflict(clash, field="receiving_classroom_ids")
     if times_change or set(receiving) != set(old_receiving):
         clash = await _booking_clash(
             db, [main.classroom_id, *receiving], start, end, other_than=lesson_id

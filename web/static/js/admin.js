@@ -1,18 +1,25 @@
 // The admin pages: schools, classrooms, pairings, lessons and the live overview, as hash
 // routes of one page (#schools, #classrooms, #pairings, #lessons, #live).
 //
-// Every request goes through admin_api.js (the one file that knows how we authenticate).
-// Every string comes from the message catalogue (zh-CN by default, ?lang=en for English).
-// Validation happens twice: here, for what a form can know by itself (required fields,
-// 1–4 receiving rooms, end after start), and on the server, whose {"error": {code,
-// message, field}} is shown next to the field it names, in the page's language.
+// Signed in with the session cookie through session.js, like every page: no session sends
+// the browser to the login page (and back here afterwards); a signed-in account that is not
+// an admin or a school admin is told so and shown no data. Every string comes from the
+// message catalogue (zh-CN by default, ?lang=en for English).
+//
+// Rows are created by the forms on the page and edited in dialogs (pre-filled; only what
+// changed is sent). Removal asks first: a row nothing refers to is deleted, one that lessons
+// or recordings refer to is refused by the server, and the dialog then offers to archive it.
+// Validation happens twice: here, for what a form can know by itself, and on the server,
+// whose {"error": {code, message, field}} is shown next to the field it names, in the
+// page's language. A refused edit is not half-saved: the server checks it whole first.
 //
 // Tests read `window.tongbuAdmin` (end of this file) rather than scraping the DOM.
 
-import { ApiError, api, signIn, signOut, signedIn, takeTokenFromUrl } from './admin_api.js';
+import { ApiError, api, currentSession, loginUrl, signOut } from './session.js';
 
 const SECTIONS = ['schools', 'classrooms', 'pairings', 'lessons', 'live'];
 const DEFAULT_SECTION = 'lessons';
+const ADMIN_ROLES = new Set(['admin', 'school_admin']);
 const LIVE_POLL_MS = 3000;
 const LESSON_PAGE = 20;
 const MAX_RECEIVING = 4;
@@ -25,13 +32,17 @@ const lang = new URLSearchParams(window.location.search).get('lang') === 'en' ? 
 const $ = (id) => document.getElementById(id);
 
 let messages = {};
+let me = null; // the signed-in user
 const cache = { schools: [], classrooms: [], pairings: [] };
-let current = null; // the section on screen
+const shownLessons = new Map(); // id -> lesson, as last listed
+let current = null; // the section on screen ('denied' when the role may not be here)
 let lessonOffset = 0;
 let livePoll = null;
 let liveGeneration = 0;
 const watchLinks = new Map(); // lesson id -> {url, expires} minted on demand
 const state = { lastLive: [], liveUpdates: 0 };
+
+const isAdmin = () => me?.role === 'admin';
 
 // ------------------------------------------------------------------ i18n
 
@@ -109,6 +120,10 @@ function fromLocalInput(value) {
   return `${value.length === 16 ? `${value}:00` : value}${ZONE_OFFSET}`;
 }
 
+function megabytes(bytes) {
+  return `${(Number(bytes || 0) / 1_000_000).toFixed(1)} MB`;
+}
+
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(props)) {
@@ -134,8 +149,18 @@ function setStatus(text, kind = 'info') {
 }
 
 // ------------------------------------------------------------------ server errors
+// The server's messages are stable English sentences (docs/api.md); each known one maps to
+// a catalogue sentence, with the names and numbers it carries.
 
 const BOOKED = /^classroom (\d+) \((.*)\) is booked by lesson (\d+) (['"])(.*)\4 from (\S+) to (\S+)$/;
+const TEACHER_BOOKED =
+  /^teacher (.+?)(?: \(user \d+\))? is booked by lesson (\d+) (['"])(.*)\3(?: \(series \d+\))? from (\S+) to (\S+)$/;
+const IN_USE = /is in use: (.+); (archive it instead|it cannot move to another school)$/;
+const HAS_ROOMS = /^school \d+ has (\d+) active classrooms/;
+// Names come as Python reprs: '...' or, when they hold a ', "...".
+const IN_PAIRING = /^classroom \d+ is in active pairing (\d+) (['"])(.*)\2;/;
+const TO_COME = /has lesson (\d+) (['"])(.*)\2 to come;/;
+const NOT_EDITABLE = /^lesson \d+ is (\w+); only a scheduled or open lesson can be changed$/;
 
 /** The form field an error names: "receiving_classroom_ids[1]" -> "receiving_classroom_ids". */
 function baseField(field) {
@@ -158,17 +183,80 @@ function invalidText(message) {
   if (/listed twice/.test(m)) return t('admin.error.receiving_twice');
   if (/main classroom cannot also receive/.test(m)) return t('admin.error.main_also_receiving');
   if (/unknown timezone/.test(m)) return t('admin.error.timezone');
+  if (/is not an active teacher/.test(m)) return t('admin.error.teacher_account');
   if (/datetime|timezone/i.test(m)) return t('admin.error.time');
-  if (/Invalid enum value|unknown .* kind|Expected `int` >= 1|Expected `int`/.test(m)) {
+  if (/Invalid enum value|unknown .* kind|Expected `int` >= 1|Expected `int`|Expected `bool`/.test(m)) {
     return t('admin.error.choice');
   }
   if (/unknown field/i.test(m)) return t('admin.error.unknown_field');
   return t('admin.error.invalid', { message: m });
 }
 
+/** "2 lessons, 1 pairings" as "2 节课程、1 个结对". */
+function usesText(list) {
+  return list
+    .split(', ')
+    .map((part) => {
+      const [count, label] = part.split(' ');
+      const key = `admin.use.${label}`;
+      return key in messages ? t(key, { count }) : t('admin.use.other', { count, name: label });
+    })
+    .join(t('admin.use.separator'));
+}
+
+function conflictText(message, field) {
+  const booked = message.match(BOOKED);
+  if (booked) {
+    return {
+      field: field || 'planned_start',
+      text: t('admin.error.double_booking', {
+        room: booked[2],
+        lesson: booked[3],
+        title: booked[5],
+        time: span(booked[6], booked[7]),
+      }),
+    };
+  }
+  const teacher = message.match(TEACHER_BOOKED);
+  if (teacher) {
+    return {
+      field: field || 'planned_start',
+      text: t('admin.error.teacher_booked', {
+        teacher: teacher[1],
+        lesson: teacher[2],
+        title: teacher[4],
+        time: span(teacher[5], teacher[6]),
+      }),
+    };
+  }
+  if (/already has a classroom named/.test(message)) {
+    return { field: field || 'name', text: t('admin.error.duplicate_classroom') };
+  }
+  const uses = message.match(IN_USE);
+  if (uses) {
+    const key = uses[2] === 'archive it instead' ? 'admin.error.in_use' : 'admin.error.in_use_move';
+    return { field, text: t(key, { uses: usesText(uses[1]) }), inUse: key === 'admin.error.in_use' };
+  }
+  if (/ is archived$/.test(message)) return { field, text: t('admin.error.archived') };
+  const rooms = message.match(HAS_ROOMS);
+  if (rooms) return { field, text: t('admin.error.school_has_rooms', { count: rooms[1] }) };
+  const pairing = message.match(IN_PAIRING);
+  if (pairing) return { field, text: t('admin.error.room_in_pairing', { name: pairing[3] }) };
+  const toCome = message.match(TO_COME);
+  if (toCome) return { field, text: t('admin.error.lesson_to_come', { lesson: toCome[1], title: toCome[3] }) };
+  const notEditable = message.match(NOT_EDITABLE);
+  if (notEditable) {
+    return { field: null, text: t('admin.error.lesson_not_editable', { state: t(`lesson.state.${notEditable[1]}`) }) };
+  }
+  if (/has rooms connected/.test(message)) return { field, text: t('admin.error.rooms_connected') };
+  if (/changed meanwhile/.test(message)) return { field: null, text: t('admin.error.changed_meanwhile') };
+  return { field, text: t('admin.error.conflict', { message }) };
+}
+
 /**
  * An ApiError as {field, text}: `field` is the form field to show it next to (null: the
- * form as a whole), `text` a sentence in the page's language.
+ * form as a whole), `text` a sentence in the page's language. `inUse` marks a refused
+ * delete of something still referred to (the dialog then offers to archive it).
  */
 function describeError(error) {
   if (!(error instanceof ApiError)) {
@@ -179,24 +267,8 @@ function describeError(error) {
   switch (error.code) {
     case 'invalid_body':
       return { field, text: invalidText(message) };
-    case 'conflict': {
-      const booked = message.match(BOOKED);
-      if (booked) {
-        return {
-          field: field || 'planned_start',
-          text: t('admin.error.double_booking', {
-            room: booked[2],
-            lesson: booked[3],
-            title: booked[5],
-            time: span(booked[6], booked[7]),
-          }),
-        };
-      }
-      if (/already has a classroom named/.test(message)) {
-        return { field: field || 'name', text: t('admin.error.duplicate_classroom') };
-      }
-      return { field, text: t('admin.error.conflict', { message }) };
-    }
+    case 'conflict':
+      return conflictText(message, field);
     case 'not_found':
       return { field, text: field ? t('admin.error.missing_choice') : t('admin.error.not_found') };
     case 'illegal_transition':
@@ -206,6 +278,7 @@ function describeError(error) {
     case 'unauthorized':
       return { field: null, text: t('admin.error.unauthorized') };
     case 'forbidden':
+    case 'csrf_failed':
       return { field: null, text: t('admin.error.forbidden') };
     case 'too_large':
       return { field: null, text: t('admin.error.too_large') };
@@ -214,6 +287,16 @@ function describeError(error) {
     default:
       return { field, text: t('admin.error.unknown', { status: error.status, message }) };
   }
+}
+
+/** A signed-out or expired session: off to the login page, which brings us back here. */
+function leaveIfSignedOut(error) {
+  if (error instanceof ApiError && error.status === 401) {
+    stopLive();
+    window.location.assign(loginUrl());
+    return true;
+  }
+  return false;
 }
 
 // ------------------------------------------------------------------ forms
@@ -232,15 +315,16 @@ function showError(form, field, text, { focus = true } = {}) {
   const target = control ?? (field ? holder.closest('fieldset') : null);
   if (target) {
     target.setAttribute('aria-invalid', 'true');
-    if (focus) (target.matches('fieldset') ? target.querySelector('input') : target)?.focus();
+    if (focus) (target.matches('fieldset') ? target.querySelector('input:not(:disabled)') : target)?.focus();
   }
 }
 
 /**
- * Submit a form: `check()` returns client-side errors ({field: text}) or the body to send;
- * a refusal from the server is shown next to its field. Nothing is sent twice at once.
+ * Submit a form: `check()` returns client-side errors ({field: text}) and the body to send
+ * (null: nothing changed); a refusal from the server is shown next to its field. Nothing
+ * is sent twice at once. A create form is emptied after success; an edit form is not.
  */
-function handleForm(form, { check, send, done }) {
+function handleForm(form, { check, send, done, unchanged, reset = true }) {
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     clearErrors(form);
@@ -253,13 +337,18 @@ function handleForm(form, { check, send, done }) {
       setStatus(t('admin.status.fix_errors'), 'error');
       return;
     }
+    if (body === null) {
+      await unchanged?.();
+      return;
+    }
     button.disabled = true;
     form.setAttribute('aria-busy', 'true');
     try {
-      const created = await send(body);
-      form.reset();
-      await done(created);
+      const answer = await send(body);
+      if (reset) form.reset();
+      await done(answer);
     } catch (error) {
+      if (leaveIfSignedOut(error)) return;
       const { field, text } = describeError(error);
       showError(form, field, text);
       setStatus(t('admin.status.refused'), 'error');
@@ -276,6 +365,42 @@ function requireFields(form, names, errors) {
   for (const name of names) if (!trimmed(form, name)) errors[name] = t('admin.error.required');
 }
 
+/** The fields of `next` that differ from `before` (arrays compared by value); null if none. */
+function changed(before, next) {
+  const body = {};
+  for (const [key, value] of Object.entries(next)) {
+    if (JSON.stringify(value) !== JSON.stringify(before[key])) body[key] = value;
+  }
+  return Object.keys(body).length ? body : null;
+}
+
+// ------------------------------------------------------------------ dialogs
+// Native <dialog>: showModal() keeps focus inside and Esc closes it. Closing gives focus
+// back to the control that opened it (found again if its row was redrawn meanwhile).
+
+function openDialog(dialog, opener) {
+  const form = dialog.querySelector('form');
+  clearErrors(form);
+  dialog.returnTo = opener?.dataset?.action
+    ? `[data-action="${opener.dataset.action}"][data-id="${opener.dataset.id}"]`
+    : null;
+  dialog.showModal();
+  form.querySelector('input:not([type="checkbox"]):not(:disabled), select:not(:disabled), button[type="submit"]')?.focus();
+}
+
+function wireDialogs() {
+  for (const dialog of document.querySelectorAll('dialog.admin-dialog')) {
+    for (const button of dialog.querySelectorAll('[data-close]')) button.addEventListener('click', () => dialog.close());
+    dialog.addEventListener('close', () => {
+      const back = dialog.returnTo && document.querySelector(`#section-${current} ${dialog.returnTo}`);
+      if (back?.matches('h2')) back.tabIndex = -1;
+      back?.focus();
+    });
+  }
+}
+
+const whatOf = (kind) => t(`admin.what.${kind}`);
+
 // ------------------------------------------------------------------ registers
 
 async function loadRegisters() {
@@ -291,6 +416,7 @@ async function loadRegisters() {
 
 const schoolById = (id) => cache.schools.find((s) => s.id === id);
 const classroomById = (id) => cache.classrooms.find((c) => c.id === id);
+const active = (items) => items.filter((item) => item.active !== false);
 
 function classroomLabel(id) {
   const room = classroomById(id);
@@ -308,23 +434,57 @@ function fillTable(table, rows, emptyKey) {
 function options(select, items, { placeholder, value, label }) {
   const keep = select.value;
   select.replaceChildren(
-    el('option', { value: '', text: t(placeholder) }),
+    ...(placeholder ? [el('option', { value: '', text: t(placeholder) })] : []),
     ...items.map((item) => el('option', { value: String(value(item)), text: label(item) })),
   );
   if ([...select.options].some((o) => o.value === keep)) select.value = keep;
 }
 
+function activeCell(item) {
+  const on = item.active !== false;
+  return el('td', {}, el('span', { class: `pill ${on ? '' : 'pill-archived'}`, dataset: { active: String(on) }, text: t(on ? 'admin.active.yes' : 'admin.active.no') }));
+}
+
+/** The row's buttons: edit, archive or restore, delete (each as the role allows). */
+function registerActions(kind, item, name, { archive = true, remove = true } = {}) {
+  const button = (action) =>
+    el('button', {
+      type: 'button',
+      class: action === 'delete' ? 'danger' : null,
+      dataset: { action, id: item.id, kind },
+      'aria-label': t(`admin.action.${action}_named`, { name }),
+      text: t(`admin.action.${action}`),
+      onclick: (event) => rowAction(kind, action, item, name, event.currentTarget),
+    });
+  const on = item.active !== false;
+  return el(
+    'td',
+    { class: 'actions' },
+    button('edit'),
+    archive ? button(on ? 'archive' : 'restore') : null,
+    remove ? button('delete') : null,
+  );
+}
+
+function schoolKindLabel(s) {
+  return t('admin.choose.school_label', { name: s.name, kind: t(`school.kind.${s.kind}`) });
+}
+
 function renderSchools() {
+  // Registering a school is the district admin's: a school admin sees only their own.
+  $('school-form').hidden = !isAdmin();
   fillTable(
     $('school-table'),
     cache.schools.map((s) =>
       el(
         'tr',
-        { dataset: { id: s.id } },
+        { dataset: { id: s.id, active: String(s.active !== false) } },
         el('td', { text: s.id }),
         el('td', { text: s.name }),
         el('td', { text: t(`school.kind.${s.kind}`) }),
         el('td', { text: s.region || '—' }),
+        activeCell(s),
+        registerActions('school', s, s.name, { archive: isAdmin(), remove: isAdmin() }),
       ),
     ),
     'admin.schools.empty',
@@ -332,23 +492,100 @@ function renderSchools() {
 }
 
 function renderClassrooms() {
-  options($('classroom-school'), cache.schools, {
+  options($('classroom-school'), active(cache.schools), {
     placeholder: 'admin.choose.school',
     value: (s) => s.id,
-    label: (s) => t('admin.choose.school_label', { name: s.name, kind: t(`school.kind.${s.kind}`) }),
+    label: schoolKindLabel,
   });
   fillTable(
     $('classroom-table'),
     cache.classrooms.map((c) =>
-      el('tr', { dataset: { id: c.id } }, el('td', { text: c.id }), el('td', { text: c.school_name }), el('td', { text: c.name })),
+      el(
+        'tr',
+        { dataset: { id: c.id, active: String(c.active !== false) } },
+        el('td', { text: c.id }),
+        el('td', { text: c.school_name }),
+        el('td', { text: c.name }),
+        activeCell(c),
+        registerActions('classroom', c, `${c.school_name} · ${c.name}`),
+      ),
     ),
     'admin.classrooms.empty',
   );
 }
 
-const roomsOfKind = (kind) => cache.classrooms.filter((c) => schoolById(c.school_id)?.kind === kind);
+const roomsOfKind = (kind) => active(cache.classrooms).filter((c) => schoolById(c.school_id)?.kind === kind);
 
-let receivingOrder = []; // classroom ids in the order they were ticked: the screen order
+/**
+ * Tick boxes for 1–4 receiving classrooms; the order they are ticked in is the screen
+ * order, shown as a number beside each. Used by the pairing forms and the lesson dialog.
+ */
+class RoomPicker {
+  constructor(container, prefix) {
+    this.container = container;
+    this.prefix = prefix;
+    this.order = [];
+    container.addEventListener('change', (event) => {
+      const id = Number(event.target.value);
+      this.order = this.order.filter((x) => x !== id);
+      if (event.target.checked) this.order.push(id);
+      this.marks();
+    });
+  }
+
+  /** `rooms`: [{id, label}]; `order`: the ids ticked, in order. */
+  render(rooms, order = this.order) {
+    this.order = order.filter((id) => rooms.some((r) => r.id === id));
+    this.container.replaceChildren(
+      ...(rooms.length
+        ? rooms.map((room) => {
+            const id = `${this.prefix}-${room.id}`;
+            return el(
+              'div',
+              { class: 'choice' },
+              el('input', {
+                type: 'checkbox',
+                id,
+                name: 'receiving_classroom_ids',
+                value: String(room.id),
+                checked: this.order.includes(room.id),
+              }),
+              el('label', { for: id }, room.label, el('span', { class: 'order', 'aria-hidden': 'true' })),
+            );
+          })
+        : [el('p', { class: 'meta', text: t('admin.pairings.no_rural') })]),
+    );
+    this.marks();
+  }
+
+  marks() {
+    for (const box of this.container.querySelectorAll('input[type="checkbox"]')) {
+      const position = this.order.indexOf(Number(box.value));
+      box.nextElementSibling.querySelector('.order').textContent = position >= 0 ? ` ${position + 1}` : '';
+      // 1拖4: at most four; the rest wait until one is unticked.
+      box.disabled = position < 0 && this.order.length >= MAX_RECEIVING;
+    }
+  }
+
+  error() {
+    return this.order.length < 1 || this.order.length > MAX_RECEIVING
+      ? t('admin.error.receiving_count', { max: MAX_RECEIVING })
+      : null;
+  }
+}
+
+let newPairingRooms;
+let editPairingRooms;
+let editLessonRooms;
+
+/** Rural rooms to offer, plus those already chosen (an archived room stays visible). */
+function receivingChoices(chosen = [], labels = new Map()) {
+  const rooms = roomsOfKind('rural').map((c) => ({ id: c.id, label: `${c.school_name} · ${c.name}` }));
+  for (const id of chosen) {
+    if (!rooms.some((r) => r.id === id)) rooms.push({ id, label: labels.get(id) ?? classroomLabel(id) });
+  }
+  return rooms;
+}
 
 function renderPairings() {
   options($('pairing-main'), roomsOfKind('city'), {
@@ -356,53 +593,23 @@ function renderPairings() {
     value: (c) => c.id,
     label: (c) => `${c.school_name} · ${c.name}`,
   });
-  const rural = roomsOfKind('rural');
-  receivingOrder = receivingOrder.filter((id) => rural.some((c) => c.id === id));
-  const choices = $('pairing-receiving-choices');
-  choices.replaceChildren(
-    ...(rural.length
-      ? rural.map((c) => {
-          const id = `pairing-rcv-${c.id}`;
-          return el(
-            'div',
-            { class: 'choice' },
-            el('input', {
-              type: 'checkbox',
-              id,
-              name: 'receiving_classroom_ids',
-              value: String(c.id),
-              checked: receivingOrder.includes(c.id),
-            }),
-            el('label', { for: id }, `${c.school_name} · ${c.name}`, el('span', { class: 'order', 'aria-hidden': 'true' })),
-          );
-        })
-      : [el('p', { class: 'meta', text: t('admin.pairings.no_rural') })]),
-  );
-  updateReceivingMarks();
+  newPairingRooms.render(receivingChoices());
   fillTable(
     $('pairing-table'),
     cache.pairings.map((p) =>
       el(
         'tr',
-        { dataset: { id: p.id } },
+        { dataset: { id: p.id, active: String(p.active !== false) } },
         el('td', { text: p.id }),
         el('td', { text: p.name }),
         el('td', { text: classroomLabel(p.main_classroom_id) }),
         el('td', {}, el('ol', { class: 'inline-list' }, ...p.receiving_classroom_ids.map((id) => el('li', { text: classroomLabel(id) })))),
+        activeCell(p),
+        registerActions('pairing', p, p.name),
       ),
     ),
     'admin.pairings.empty',
   );
-}
-
-function updateReceivingMarks() {
-  const boxes = document.querySelectorAll('#pairing-receiving-choices input[type="checkbox"]');
-  for (const box of boxes) {
-    const position = receivingOrder.indexOf(Number(box.value));
-    box.nextElementSibling.querySelector('.order').textContent = position >= 0 ? ` ${position + 1}` : '';
-    // 1拖4: at most four; the rest wait until one is unticked.
-    box.disabled = position < 0 && receivingOrder.length >= MAX_RECEIVING;
-  }
 }
 
 function pairingLabel(p) {
@@ -414,7 +621,7 @@ function pairingLabel(p) {
 }
 
 function renderLessonForm() {
-  options($('lesson-pairing'), cache.pairings, { placeholder: 'admin.choose.pairing', value: (p) => p.id, label: pairingLabel });
+  options($('lesson-pairing'), active(cache.pairings), { placeholder: 'admin.choose.pairing', value: (p) => p.id, label: pairingLabel });
 }
 
 function setLessonDefaults() {
@@ -427,11 +634,249 @@ function setLessonDefaults() {
   form.elements.broadcast.checked = form.elements.kind.value === 'famous_school';
 }
 
+async function refreshSection() {
+  await loadRegisters();
+  if (current === 'schools') renderSchools();
+  if (current === 'classrooms') renderClassrooms();
+  if (current === 'pairings') renderPairings();
+  if (current === 'lessons') {
+    renderLessonForm();
+    await renderLessons();
+  }
+}
+
+// ------------------------------------------------------------------ row actions
+
+const PATHS = { school: '/schools', classroom: '/classrooms', pairing: '/pairings' };
+let confirming = null; // {kind, item, name, action} while the confirm dialog is open
+
+function rowAction(kind, action, item, name, opener) {
+  if (action === 'edit') return openEditor(kind, item, opener);
+  if (action === 'restore') return restore(kind, item, name, opener);
+  confirming = { kind, item, name, action };
+  const what = whatOf(kind);
+  $('confirm-title').textContent = t(`admin.confirm.${action}_title`, { what, name });
+  $('confirm-text').textContent = t(`admin.confirm.${action}_text`);
+  const yes = $('confirm-yes');
+  yes.textContent = t(`admin.action.${action}`);
+  yes.className = action === 'delete' ? 'danger' : 'primary';
+  yes.hidden = false;
+  $('confirm-archive').hidden = true;
+  openDialog($('confirm-dialog'), opener);
+}
+
+async function restore(kind, item, name) {
+  try {
+    await api.patch(`${PATHS[kind]}/${item.id}`, { active: true });
+    await refreshSection();
+    setStatus(t('admin.status.restored', { what: whatOf(kind), name }), 'ok');
+  } catch (error) {
+    if (leaveIfSignedOut(error)) return;
+    setStatus(describeError(error).text, 'error');
+  }
+  document.querySelector(`#section-${current} [data-id="${item.id}"][data-kind="${kind}"][data-action="archive"]`)?.focus();
+}
+
+async function confirmed(action) {
+  const { kind, item, name } = confirming;
+  const form = $('confirm-form');
+  const path = `${PATHS[kind]}/${item.id}`;
+  clearErrors(form);
+  for (const button of form.querySelectorAll('button')) button.disabled = true;
+  try {
+    if (action === 'delete') await api.delete(path);
+    else await api.patch(path, { active: false });
+    await refreshSection();
+    const dialog = $('confirm-dialog');
+    // An archived row keeps its place (focus goes to its restore button); a deleted one
+    // is gone, so focus goes to the section's heading.
+    dialog.returnTo = action === 'archive' ? `[data-action="restore"][data-id="${item.id}"]` : 'h2';
+    dialog.close();
+    setStatus(t(action === 'delete' ? 'admin.status.deleted' : 'admin.status.archived', { what: whatOf(kind), name }), 'ok');
+  } catch (error) {
+    if (leaveIfSignedOut(error)) return;
+    const described = describeError(error);
+    showError(form, null, described.text);
+    setStatus(t('admin.status.refused'), 'error');
+    // Still referred to: archiving is what a delete can become.
+    const archivable = action === 'delete' && described.inUse && item.active !== false && (kind !== 'school' || isAdmin());
+    $('confirm-archive').hidden = !archivable;
+    $('confirm-yes').hidden = archivable;
+  } finally {
+    for (const button of form.querySelectorAll('button')) button.disabled = false;
+    if (!$('confirm-archive').hidden) $('confirm-archive').focus();
+  }
+}
+
+// ------------------------------------------------------------------ editors
+
+let editing = null; // the row being edited, as the server last sent it
+
+function openEditor(kind, item, opener) {
+  editing = item;
+  if (kind === 'school') {
+    const form = $('school-edit');
+    form.elements.name.value = item.name;
+    form.elements.kind.value = item.kind;
+    form.elements.region.value = item.region || '';
+  } else if (kind === 'classroom') {
+    const form = $('classroom-edit');
+    const schools = active(cache.schools);
+    if (!schools.some((s) => s.id === item.school_id)) schools.push(schoolById(item.school_id) ?? { id: item.school_id, name: item.school_name, kind: 'rural' });
+    options(form.elements.school_id, schools, { value: (s) => s.id, label: schoolKindLabel });
+    form.elements.school_id.value = String(item.school_id);
+    // A school admin cannot move a classroom to another school (the server refuses too).
+    form.elements.school_id.disabled = !isAdmin();
+    form.elements.name.value = item.name;
+  } else if (kind === 'pairing') {
+    const form = $('pairing-edit');
+    const mains = roomsOfKind('city');
+    if (!mains.some((c) => c.id === item.main_classroom_id)) {
+      mains.push(classroomById(item.main_classroom_id) ?? { id: item.main_classroom_id, school_name: '', name: classroomLabel(item.main_classroom_id) });
+    }
+    options(form.elements.main_classroom_id, mains, { value: (c) => c.id, label: (c) => (c.school_name ? `${c.school_name} · ${c.name}` : c.name) });
+    form.elements.main_classroom_id.value = String(item.main_classroom_id);
+    form.elements.name.value = item.name;
+    editPairingRooms.render(receivingChoices(item.receiving_classroom_ids), [...item.receiving_classroom_ids]);
+  } else if (kind === 'lesson') {
+    const form = $('lesson-edit');
+    for (const name of ['kind', 'subject', 'grade', 'teacher_name', 'title']) form.elements[name].value = item[name];
+    form.elements.planned_start.value = toLocalInput(new Date(item.planned_start));
+    form.elements.planned_end.value = toLocalInput(new Date(item.planned_end));
+    form.elements.broadcast.checked = item.broadcast;
+    const main = item.rooms.find((r) => r.role === 'main');
+    const mine = item.rooms.filter((r) => r.role === 'receiving');
+    const labels = new Map(mine.map((r) => [r.classroom_id, `${r.school_name} · ${r.name}`]));
+    editLessonRooms.render(
+      receivingChoices(
+        mine.map((r) => r.classroom_id),
+        labels,
+      ).filter((r) => r.id !== main?.classroom_id),
+      mine.map((r) => r.classroom_id),
+    );
+    $('lesson-edit-hint').textContent = t('admin.lessons.main_room', { room: main ? `${main.school_name} · ${main.name}` : '—' });
+  }
+  openDialog($(`${kind}-dialog`), opener);
+}
+
+function lessonBodyFrom(form) {
+  return {
+    kind: form.elements.kind.value,
+    subject: trimmed(form, 'subject'),
+    grade: trimmed(form, 'grade'),
+    teacher_name: trimmed(form, 'teacher_name'),
+    title: trimmed(form, 'title'),
+    planned_start: fromLocalInput(form.elements.planned_start.value),
+    planned_end: fromLocalInput(form.elements.planned_end.value),
+    broadcast: form.elements.broadcast.checked,
+  };
+}
+
+function checkLessonTimes(form, body, errors) {
+  if (!body.planned_start) errors.planned_start = t('admin.error.time');
+  if (!body.planned_end) errors.planned_end = t('admin.error.time');
+  if (body.planned_start && body.planned_end && new Date(body.planned_end) <= new Date(body.planned_start)) {
+    errors.planned_end = t('admin.error.end_after_start');
+  }
+}
+
+/** An edit dialog's form: sends only what changed, then redraws the section. */
+function handleEdit(kind, form, { check, path, label }) {
+  const dialog = $(`${kind}-dialog`);
+  handleForm(form, {
+    reset: false,
+    check,
+    send: (body) => api.patch(path(editing), body),
+    async unchanged() {
+      dialog.close();
+      setStatus(t('admin.status.unchanged'), 'ok');
+    },
+    async done(saved) {
+      await refreshSection(); // first, so that closing finds the redrawn row's button
+      dialog.close();
+      setStatus(t('admin.status.saved', { what: whatOf(kind), name: label(saved) }), 'ok');
+    },
+  });
+}
+
+function wireEditors() {
+  handleEdit('school', $('school-edit'), {
+    path: (s) => `/schools/${s.id}`,
+    label: (s) => s.name,
+    check() {
+      const form = $('school-edit');
+      const errors = {};
+      requireFields(form, ['name'], errors);
+      const next = { name: trimmed(form, 'name'), kind: form.elements.kind.value, region: trimmed(form, 'region') };
+      return { errors, body: changed({ ...editing, region: editing.region || '' }, next) };
+    },
+  });
+  handleEdit('classroom', $('classroom-edit'), {
+    path: (c) => `/classrooms/${c.id}`,
+    label: (c) => `${c.school_name} · ${c.name}`,
+    check() {
+      const form = $('classroom-edit');
+      const errors = {};
+      requireFields(form, ['name'], errors);
+      const next = { name: trimmed(form, 'name') };
+      if (isAdmin()) next.school_id = Number(form.elements.school_id.value);
+      return { errors, body: changed(editing, next) };
+    },
+  });
+  handleEdit('pairing', $('pairing-edit'), {
+    path: (p) => `/pairings/${p.id}`,
+    label: (p) => p.name,
+    check() {
+      const form = $('pairing-edit');
+      const errors = {};
+      requireFields(form, ['name'], errors);
+      const main = Number(form.elements.main_classroom_id.value);
+      if (!main) errors.main_classroom_id = t('admin.error.choose_main');
+      const rooms = editPairingRooms.error();
+      if (rooms) errors.receiving_classroom_ids = rooms;
+      const next = { name: trimmed(form, 'name'), main_classroom_id: main, receiving_classroom_ids: [...editPairingRooms.order] };
+      return { errors, body: changed(editing, next) };
+    },
+  });
+  const lessonEdit = $('lesson-edit');
+  lessonEdit.elements.kind.addEventListener('change', () => {
+    lessonEdit.elements.broadcast.checked = lessonEdit.elements.kind.value === 'famous_school';
+  });
+  handleEdit('lesson', lessonEdit, {
+    path: (l) => `/lessons/${l.id}`,
+    label: (l) => l.title,
+    check() {
+      const form = lessonEdit;
+      const errors = {};
+      requireFields(form, ['subject', 'grade', 'teacher_name', 'title'], errors);
+      const next = lessonBodyFrom(form);
+      checkLessonTimes(form, next, errors);
+      const rooms = editLessonRooms.error();
+      if (rooms) errors.receiving_classroom_ids = rooms;
+      next.receiving_classroom_ids = [...editLessonRooms.order];
+      const before = {
+        ...editing,
+        // Compared as instants: the server answers in UTC, the form says +08:00.
+        planned_start: fromLocalInput(toLocalInput(new Date(editing.planned_start))),
+        planned_end: fromLocalInput(toLocalInput(new Date(editing.planned_end))),
+        receiving_classroom_ids: editing.rooms.filter((r) => r.role === 'receiving').map((r) => r.classroom_id),
+      };
+      return { errors, body: changed(before, next) };
+    },
+  });
+
+  $('confirm-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    if (!$('confirm-yes').hidden && !$('confirm-yes').disabled) confirmed(confirming.action);
+  });
+  $('confirm-archive').addEventListener('click', () => confirmed('archive'));
+}
+
 // ------------------------------------------------------------------ lessons
 
 const ACTIONS = {
-  scheduled: ['open', 'cancel'],
-  open: ['watch', 'end', 'cancel'],
+  scheduled: ['edit', 'open', 'cancel'],
+  open: ['edit', 'watch', 'end', 'cancel'],
   live: ['watch', 'end'],
   ended: [],
   cancelled: [],
@@ -451,6 +896,8 @@ async function renderLessons() {
   });
   $('lesson-prev').disabled = lessonOffset === 0;
   $('lesson-next').disabled = lessonOffset + page.items.length >= page.total;
+  shownLessons.clear();
+  for (const lesson of page.items) shownLessons.set(lesson.id, lesson);
   fillTable(
     $('lesson-table'),
     page.items.map((lesson) => lessonRow(lesson)),
@@ -481,6 +928,15 @@ function lessonRow(lesson) {
 
 function actionControl(lesson, action) {
   if (action === 'watch') return watchControl(lesson.id);
+  if (action === 'edit') {
+    return el('button', {
+      type: 'button',
+      dataset: { action: 'edit', id: lesson.id, lesson: lesson.id, kind: 'lesson' },
+      'aria-label': t('admin.action.edit_named', { name: lesson.title }),
+      text: t('admin.action.edit'),
+      onclick: (event) => openEditor('lesson', lesson, event.currentTarget),
+    });
+  }
   const label = t(`admin.action.${action}`);
   const button = el('button', { type: 'button', dataset: { action, lesson: lesson.id }, text: label });
   let armed = null;
@@ -500,9 +956,10 @@ function actionControl(lesson, action) {
     button.disabled = true;
     $('lesson-action-error').textContent = '';
     try {
-      const changed = await api.post(`/lessons/${lesson.id}/${action}`, action === 'open' ? undefined : {});
-      setStatus(t('admin.status.lesson_changed', { title: changed.title, state: t(`lesson.state.${changed.state}`) }), 'ok');
+      const moved = await api.post(`/lessons/${lesson.id}/${action}`, action === 'open' ? undefined : {});
+      setStatus(t('admin.status.lesson_changed', { title: moved.title, state: t(`lesson.state.${moved.state}`) }), 'ok');
     } catch (error) {
+      if (leaveIfSignedOut(error)) return;
       $('lesson-action-error').textContent = describeError(error).text;
       setStatus(t('admin.status.refused'), 'error');
     }
@@ -534,6 +991,7 @@ function watchControl(lessonId) {
       holder.replaceChildren(anchor);
       anchor.focus();
     } catch (error) {
+      if (leaveIfSignedOut(error)) return;
       button.disabled = false;
       holder.append(el('span', { class: 'field-error', role: 'alert', text: describeError(error).text }));
     }
@@ -593,6 +1051,15 @@ function broadcastLine(live) {
   return t('admin.live.broadcast_on', { state: stateText, segments: b.segments });
 }
 
+function recordingLine(recording) {
+  const key = `admin.live.recording_state.${recording.state}`;
+  return t('admin.live.recording_detail', {
+    state: key in messages ? t(key) : recording.state,
+    tracks: recording.tracks ?? 0,
+    size: megabytes(recording.bytes),
+  });
+}
+
 function liveCard(lesson, live) {
   const byId = new Map(lesson.rooms.map((r) => [r.classroom_id, r]));
   const rooms = live
@@ -613,7 +1080,11 @@ function liveCard(lesson, live) {
     live ? null : el('p', { class: 'meta', text: t('admin.live.no_session') }),
     el('ul', { class: 'live-rooms' }, ...rooms.map((r) => roomItem(r, byId.get(r.classroom_id)))),
     el('p', { class: 'meta live-broadcast', dataset: { broadcast: live?.broadcast?.state ?? 'off' }, text: broadcastLine(live) }),
-    live?.recording ? el('p', { class: 'meta', text: t('admin.live.recording', { state: live.recording.state }) }) : null,
+    el('p', {
+      class: 'meta live-recording',
+      dataset: { recording: live?.recording?.state ?? 'off' },
+      text: live?.recording ? recordingLine(live.recording) : t('admin.live.recording_off'),
+    }),
     live?.forwarding?.transcodes ? el('p', { class: 'form-error', text: t('admin.live.transcodes', { count: live.forwarding.transcodes }) }) : null,
   );
   card.append(el('div', { class: 'live-actions' }, watchControl(lesson.id)));
@@ -652,6 +1123,7 @@ async function pollLive() {
     $('live-updated').dataset.status = 'ok';
   } catch (error) {
     if (generation !== liveGeneration) return;
+    if (leaveIfSignedOut(error)) return;
     $('live-updated').textContent = describeError(error).text;
     $('live-updated').dataset.status = 'error';
   }
@@ -709,29 +1181,23 @@ async function show(name, { focus = true } = {}) {
 }
 
 function showLoadError(error) {
-  if (error instanceof ApiError && error.status === 401) {
-    showSignIn();
-    return;
-  }
+  if (leaveIfSignedOut(error)) return;
   setStatus(describeError(error).text, 'error');
 }
 
-function showSignIn() {
-  stopLive();
-  current = null;
-  for (const section of document.querySelectorAll('.admin-section')) section.hidden = section.id !== 'section-signin';
+/** A signed-in account whose role has no admin pages: say so, show nothing else. */
+function showDenied() {
+  current = 'denied';
+  for (const section of document.querySelectorAll('.admin-section')) section.hidden = section.id !== 'section-denied';
   $('admin-nav').hidden = true;
-  $('sign-out').hidden = true;
-  $('whoami').textContent = '';
-  setStatus(t('admin.signin.needed'));
-  $('signin-username').focus();
+  setStatus('');
+  const heading = document.querySelector('#section-denied h2');
+  heading.tabIndex = -1;
+  heading.focus();
 }
 
 async function enter() {
-  const me = await api.get('/me');
-  $('whoami').textContent = t('admin.whoami', { name: me.display_name || me.username, role: t(`admin.role.${me.role}`) });
   $('admin-nav').hidden = false;
-  $('sign-out').hidden = false;
   const name = sectionFromHash();
   if (!name) history.replaceState(null, '', `${window.location.pathname}${window.location.search}#${DEFAULT_SECTION}`);
   await show(name ?? DEFAULT_SECTION, { focus: false });
@@ -740,24 +1206,9 @@ async function enter() {
 // ------------------------------------------------------------------ wiring
 
 function wireForms() {
-  handleForm($('signin-form'), {
-    check() {
-      const form = $('signin-form');
-      const token = form.elements.token.value.trim();
-      const username = trimmed(form, 'username');
-      const password = form.elements.password.value;
-      const errors = {};
-      if (!token) {
-        if (!username) errors.username = t('admin.error.required');
-        if (!password) errors.password = t('admin.error.required');
-      }
-      return { errors, body: token ? { token } : { username, password } };
-    },
-    send: (body) => signIn(body),
-    async done() {
-      await enter();
-    },
-  });
+  newPairingRooms = new RoomPicker($('pairing-receiving-choices'), 'pairing-rcv');
+  editPairingRooms = new RoomPicker($('pairing-edit-choices'), 'pairing-edit-rcv');
+  editLessonRooms = new RoomPicker($('lesson-edit-choices'), 'lesson-edit-rcv');
 
   handleForm($('school-form'), {
     check() {
@@ -795,12 +1246,6 @@ function wireForms() {
     },
   });
 
-  $('pairing-receiving-choices').addEventListener('change', (event) => {
-    const id = Number(event.target.value);
-    receivingOrder = receivingOrder.filter((x) => x !== id);
-    if (event.target.checked) receivingOrder.push(id);
-    updateReceivingMarks();
-  });
   handleForm($('pairing-form'), {
     check() {
       const form = $('pairing-form');
@@ -808,18 +1253,17 @@ function wireForms() {
       requireFields(form, ['name'], errors);
       const main = Number(form.elements.main_classroom_id.value);
       if (!main) errors.main_classroom_id = t('admin.error.choose_main');
-      if (receivingOrder.length < 1 || receivingOrder.length > MAX_RECEIVING) {
-        errors.receiving_classroom_ids = t('admin.error.receiving_count', { max: MAX_RECEIVING });
-      }
+      const rooms = newPairingRooms.error();
+      if (rooms) errors.receiving_classroom_ids = rooms;
       return {
         errors,
-        body: { name: trimmed(form, 'name'), main_classroom_id: main, receiving_classroom_ids: [...receivingOrder] },
+        body: { name: trimmed(form, 'name'), main_classroom_id: main, receiving_classroom_ids: [...newPairingRooms.order] },
       };
     },
     send: (body) => api.post('/pairings', body),
     async done(pairing) {
       setStatus(t('admin.status.created_pairing', { name: pairing.name }), 'ok');
-      receivingOrder = [];
+      newPairingRooms.order = [];
       await loadRegisters();
       renderPairings();
       $('pairing-name').focus();
@@ -836,25 +1280,9 @@ function wireForms() {
       const errors = {};
       if (!form.elements.pairing_id.value) errors.pairing_id = t('admin.error.choose_pairing');
       requireFields(form, ['subject', 'grade', 'teacher_name', 'title'], errors);
-      const start = fromLocalInput(form.elements.planned_start.value);
-      const end = fromLocalInput(form.elements.planned_end.value);
-      if (!start) errors.planned_start = t('admin.error.time');
-      if (!end) errors.planned_end = t('admin.error.time');
-      if (start && end && new Date(end) <= new Date(start)) errors.planned_end = t('admin.error.end_after_start');
-      return {
-        errors,
-        body: {
-          pairing_id: Number(form.elements.pairing_id.value),
-          kind: form.elements.kind.value,
-          subject: trimmed(form, 'subject'),
-          grade: trimmed(form, 'grade'),
-          teacher_name: trimmed(form, 'teacher_name'),
-          title: trimmed(form, 'title'),
-          planned_start: start,
-          planned_end: end,
-          broadcast: form.elements.broadcast.checked,
-        },
-      };
+      const body = { pairing_id: Number(form.elements.pairing_id.value), ...lessonBodyFrom(form) };
+      checkLessonTimes(form, body, errors);
+      return { errors, body };
     },
     send: (body) => api.post('/lessons', body),
     async done(lesson) {
@@ -879,29 +1307,48 @@ function wireForms() {
     renderLessons().catch(showLoadError);
   });
 
-  $('sign-out').addEventListener('click', () => {
-    signOut();
-    showSignIn();
+}
+
+function wireSignOut() {
+  $('sign-out').addEventListener('click', async () => {
+    stopLive();
+    try {
+      await signOut();
+    } finally {
+      window.location.assign(loginUrl(`/admin${window.location.search}`));
+    }
   });
 }
 
 async function main() {
-  takeTokenFromUrl();
   await loadMessages();
-  wireForms();
-  window.addEventListener('hashchange', () => {
-    const name = sectionFromHash();
-    if (name && signedIn() && name !== current) show(name);
-  });
-  if (!signedIn()) {
-    showSignIn();
+  let session;
+  try {
+    session = await currentSession();
+  } catch (error) {
+    setStatus(describeError(error).text, 'error');
     return;
   }
-  try {
-    await enter();
-  } catch (error) {
-    showLoadError(error);
+  if (!session) {
+    window.location.assign(loginUrl());
+    return;
   }
+  me = session.user;
+  $('whoami').textContent = t('admin.whoami', { name: me.display_name || me.username, role: t(`admin.role.${me.role}`) });
+  $('sign-out').hidden = false;
+  wireSignOut();
+  if (!ADMIN_ROLES.has(me.role)) {
+    showDenied();
+    return;
+  }
+  wireForms();
+  wireEditors();
+  wireDialogs();
+  window.addEventListener('hashchange', () => {
+    const name = sectionFromHash();
+    if (name && name !== current) show(name);
+  });
+  await enter();
 }
 
 window.tongbuAdmin = {
@@ -914,6 +1361,9 @@ window.tongbuAdmin = {
   },
   get section() {
     return current;
+  },
+  get role() {
+    return me?.role ?? null;
   },
 };
 
