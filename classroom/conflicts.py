@@ -17,6 +17,7 @@ two schools may each have a 王老师 but one school knows its own.
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -376,6 +377,63 @@ async def audit_window(db: AsyncSession, start: datetime, end: datetime) -> list
     times as the term-wide conflict check.
     """
     return sweep(await existing_bookings(db, start, end), (), audit=True)
+
+
+async def teacher_clash(
+    db: AsyncSession,
+    main_classroom_id: int,
+    teacher_user_id: int | None,
+    teacher_name: str,
+    start: datetime,
+    end: datetime,
+    *,
+    other_than: int | None = None,
+) -> str | None:
+    """Why the teacher cannot take one lesson over [start, end) (None: they can).
+
+    For classroom/lessons.py (an ad-hoc lesson, an edited one), whose classroom check
+    comes first and keeps its own message; worded the same way.
+    """
+    main_school = await db.scalar(
+        sa.select(Classroom.school_id).where(Classroom.id == main_classroom_id)
+    )
+    key = teacher_key(teacher_user_id, teacher_name, main_school or 0)
+    await lock_teachers(db, [key])
+    proposal = Booking(
+        start=start, end=end, classroom_ids=(), teacher=key, teacher_name=teacher_name
+    )
+    ignore = () if other_than is None else (other_than,)
+    clashes = await find_clashes(db, [proposal], ignore_lesson_ids=ignore)
+    if not clashes:
+        return None
+    other = clashes[0].other
+    who = f"teacher {teacher_name}" + (f" (user {teacher_user_id})" if teacher_user_id else "")
+    series = f" (series {other.series_id})" if other.series_id is not None else ""
+    return (
+        f"{who} is booked by lesson {other.lesson_id} {other.title!r}{series} from "
+        f"{other.start.isoformat()} to {other.end.isoformat()}"
+    )
+
+
+async def lock_teachers(db: AsyncSession, keys: Iterable[TeacherKey]) -> None:
+    """Transaction-scoped advisory locks on teachers (PostgreSQL), in a fixed order, so
+    that two bookings of one teacher in different rooms cannot both pass the check.
+    SQLite serialises writers anyway."""
+    if db.bind.dialect.name != "postgresql":
+        return
+    ids = sorted(
+        {
+            int.from_bytes(hashlib.sha256(repr(k).encode()).digest()[:8], "big", signed=True)
+            for k in keys
+        }
+    )
+    if ids:
+        await db.execute(
+            sa.text(
+                "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:ids AS bigint[])) AS k"
+            ),
+            {"ids": ids},
+        )
 
 
 async def lock_classrooms(db: AsyncSession, ids: Iterable[int]) -> None:

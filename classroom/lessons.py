@@ -22,7 +22,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from classroom import schools
+from classroom import conflicts, schools
 from classroom.models import (
     Classroom,
     Conflict,
@@ -134,11 +134,13 @@ async def create_lesson(
     planned_start: datetime,
     planned_end: datetime,
     broadcast: bool | None = None,
+    teacher_user_id: int | None = None,
 ) -> Lesson:
     """Schedule a lesson for a pairing's rooms, refusing any double booking.
 
     `broadcast` defaults to on for famous_school lessons (名校网络课堂 are meant to be watched
-    widely) and off otherwise. Raises Conflict naming the clashing lesson and classroom.
+    widely) and off otherwise. Raises Conflict naming the clashing lesson and classroom, or
+    the teacher (by account, else by name in the main classroom's school) and their lesson.
     """
     try:
         kind = LessonKind(kind)
@@ -160,7 +162,13 @@ async def create_lesson(
         LessonRoom(classroom_id=m.classroom_id, role=RoomRole.RECEIVING, position=m.position)
         for m in pairing.members
     ]
-    clash = await _booking_clash(db, [r.classroom_id for r in rooms], planned_start, planned_end)
+    clash = await _booking_clash(
+        db,
+        [r.classroom_id for r in rooms],
+        planned_start,
+        planned_end,
+        teacher=(teacher_user_id, teacher_name),
+    )
     if clash is not None:
         await _release(db)
         raise Conflict(clash, field="planned_start")
@@ -177,6 +185,7 @@ async def create_lesson(
         broadcast=(kind == LessonKind.FAMOUS_SCHOOL) if broadcast is None else broadcast,
         state=LessonState.SCHEDULED.value,
         rooms=rooms,
+        teacher_user_id=teacher_user_id,
     )
     db.add(lesson)
     await db.commit()
@@ -190,8 +199,10 @@ async def _booking_clash(
     end: datetime,
     *,
     other_than: int | None = None,
+    teacher: tuple[int | None, str] | None = None,
 ) -> str | None:
-    """Why the rooms are not free over [start, end): the first clashing lesson and room.
+    """Why the rooms (or `teacher`: account id, name) are not free over [start, end): the
+    first clashing lesson and room, else the teacher's (classroom/conflicts.py).
 
     Locks the classrooms first (PostgreSQL; SQLite serialises writers anyway) so that two
     bookings of the same room cannot both pass the overlap check.
@@ -219,7 +230,11 @@ async def _booking_clash(
         query = query.where(Lesson.id != other_than)
     clash = (await db.execute(query)).first()
     if clash is None:
-        return None
+        if teacher is None:
+            return None
+        return await conflicts.teacher_clash(
+            db, classroom_ids[0], *teacher, start, end, other_than=other_than
+        )
     other_id, other_title, other_start, other_end, room = clash
     return (
         f"classroom {room.id} ({room.school.name} {room.name}) is booked by lesson "
@@ -325,17 +340,29 @@ async def update_lesson(
     if receiving != old_receiving:
         await schools.check_rooms(db, main.classroom_id, receiving)
     times_change = start != lesson.planned_start or end != lesson.planned_end
+    new_teacher = (
+        lesson.teacher_user_id if teacher_user_id is KEEP else teacher_user_id,
+        teacher_name or lesson.teacher_name,
+    )
+    teacher_change = new_teacher != (lesson.teacher_user_id, lesson.teacher_name)
     # A room just added that is taken then is the room's fault, whatever else changed.
     if added := [c for c in receiving if c not in old_receiving]:
         clash = await _booking_clash(db, added, start, end, other_than=lesson_id)
         if clash is not None:
             raise Conflict(clash, field="receiving_classroom_ids")
-    if times_change or set(receiving) != set(old_receiving):
+    if times_change or teacher_change or set(receiving) != set(old_receiving):
         clash = await _booking_clash(
-            db, [main.classroom_id, *receiving], start, end, other_than=lesson_id
+            db,
+            [main.classroom_id, *receiving],
+            start,
+            end,
+            other_than=lesson_id,
+            teacher=new_teacher,
         )
         if clash is not None:
             field = "planned_start" if times_change else "receiving_classroom_ids"
+            if not times_change and clash.startswith("teacher "):
+                field = "teacher_name"
             raise Conflict(clash, field=field)
 
     changes: dict[str, list[Any]] = {}

@@ -318,6 +318,13 @@ async def sync_series(
         if s.pairing_id not in rooms:
             raise NotFound(f"no pairing {s.pairing_id}", field="pairing_id")
     await conflicts.lock_classrooms(db, (c for r in rooms.values() for c in r.classroom_ids))
+    await conflicts.lock_teachers(
+        db,
+        (
+            teacher_key(s.teacher_user_id, s.teacher_name, rooms[s.pairing_id].main_school_id)
+            for s in series
+        ),
+    )
 
     have: dict[int, dict[date, sa.Row]] = defaultdict(dict)
     query = (
@@ -854,11 +861,13 @@ async def _refuse_for_lesson(
     main_school = rooms[lesson.pairing_id].main_school_id
     classroom_ids = tuple(r.classroom_id for r in lesson.rooms)
     await conflicts.lock_classrooms(db, classroom_ids)
+    key = teacher_key(teacher_user_id, teacher_name, main_school)
+    await conflicts.lock_teachers(db, [key])
     proposal = Booking(
         start=start,
         end=end,
         classroom_ids=classroom_ids,
-        teacher=teacher_key(teacher_user_id, teacher_name, main_school),
+        teacher=key,
         teacher_name=teacher_name,
         title=lesson.title,
         source=f"lesson {lesson.id} {lesson.title!r}",

@@ -807,10 +807,8 @@ async def create_lesson(call: Call) -> s.LessonOut:
             planned_start=body.planned_start,
             planned_end=body.planned_end,
             broadcast=body.broadcast,
+            teacher_user_id=body.teacher_user_id,
         )
-        if body.teacher_user_id is not None:
-            lesson.teacher_user_id = body.teacher_user_id
-            await db.commit()
         await audit.record(db, call.me, "lesson_created", f"lesson:{lesson.id}", {}, call.remote)
         return _lesson_out(lesson)
 

@@ -265,3 +265,77 @@ async def test_csv_import_through_the_api_reports_every_bad_row(
 
         events = await audit.list_events(db, action="term.imported")
     assert events[0].detail == {"series": 1, "lessons": 18}
+
+
+async def test_a_teacher_is_not_booked_twice_by_ad_hoc_or_edited_lessons(
+    app_client: TestClient, admin_headers
+) -> None:
+    admin = Client(app_client, admin_headers)
+    ids = await registers(admin)
+    second = await admin.call(
+        "POST", "/classrooms", 201, json={"school_id": ids["city"], "name": "302"}
+    )
+    room2 = await admin.call(
+        "POST", "/classrooms", 201, json={"school_id": ids["rural"], "name": "二"}
+    )
+    other_pairing = await admin.call(
+        "POST",
+        "/pairings",
+        201,
+        json={
+            "name": "302",
+            "main_classroom_id": second["id"],
+            "receiving_classroom_ids": [room2["id"]],
+        },
+    )
+    wang = await admin.call(
+        "POST",
+        "/users",
+        201,
+        json={
+            "username": "wang",
+            "password": "correct horse battery",
+            "role": "teacher",
+            "school_id": ids["city"],
+            "display_name": "王老师",
+        },
+    )
+    term = await admin.call("POST", "/terms", 201, json=TERM)
+    created = await admin.call(
+        "POST",
+        f"/terms/{term['id']}/series",
+        201,
+        json=series_body(ids["pairing"], teacher_user_id=wang["id"]),
+    )
+    occurrence = (await admin.call("GET", f"/series/{created['series']['id']}/occurrences", 200))[
+        "items"
+    ][0]
+    lesson = {
+        "pairing_id": other_pairing["id"],
+        "kind": "dedicated",
+        "subject": "数学",
+        "grade": "初一",
+        "teacher_name": "王老师",
+        "title": "有理数",
+        "planned_start": occurrence["planned_start"],
+        "planned_end": occurrence["planned_end"],
+    }
+    # Other rooms, same teacher account, same time: refused, naming the teacher and lesson.
+    refused = await admin.call(
+        "POST", "/lessons", 409, json={**lesson, "teacher_user_id": wang["id"]}
+    )
+    message = refused["error"]["message"]
+    assert message.startswith(
+        f"teacher 王老师 (user {wang['id']}) is booked by lesson "
+        f"{occurrence['lesson_id']} '一次函数' (series {created['series']['id']})"
+    )
+    # Another teacher may take those rooms then; giving it to 王老师 by PATCH is refused too.
+    other = await admin.call("POST", "/lessons", 201, json={**lesson, "teacher_name": "李老师"})
+    patched = await admin.call(
+        "PATCH",
+        f"/lessons/{other['id']}",
+        409,
+        json={"teacher_name": "王老师", "teacher_user_id": wang["id"]},
+    )
+    assert patched["error"]["field"] == "teacher_name"
+    assert f"lesson {occurrence['lesson_id']}" in patched["error"]["message"]
