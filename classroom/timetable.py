@@ -572,6 +572,9 @@ async def create_series(
     calendar = await terms.calendar_of(db, term_id)
     spec.check(calendar)
     main_school = await main_school_of_pairing(db, spec.pairing_id)
+    pairing = await db.get(Pairing, spec.pairing_id)
+    if pairing is not None and not pairing.active:
+        raise Conflict(f"pairing {spec.pairing_id} is archived", field="pairing_id")
     if spec.teacher_user_id is not None:
         await check_teacher_account(db, spec.teacher_user_id, main_school)
     series = LessonSeries(term_id=term_id)

@@ -275,6 +275,12 @@ class _Directory:
     teachers_by_name: dict[tuple[int, str], list[User]]  # (school, normalised name)
 
     def classroom(self, text: str) -> Classroom:
+        room = self._classroom(text)
+        if not room.active or not room.school.active:
+            raise ValueError(f"classroom {room.school.name}/{room.name} is archived")
+        return room
+
+    def _classroom(self, text: str) -> Classroom:
         value = _clean(text)
         if match := re.fullmatch(r"#(\d+)", value):
             room = self.by_id.get(int(match[1]))
@@ -288,6 +294,8 @@ class _Directory:
                 raise ValueError(f"unknown classroom {value!r}")
             return room
         matches = self.by_room.get(_key(value), [])
+        # An archived room of the same name elsewhere does not make the name ambiguous.
+        matches = [r for r in matches if r.active and r.school.active] or matches
         if len(matches) == 1:
             return matches[0]
         if matches:
@@ -306,7 +314,8 @@ async def _directory(db: AsyncSession) -> _Directory:
     for r in rooms:
         by_room[_key(r.name)].append(r)
     pairings: dict[tuple[int, frozenset[int]], int] = {}
-    for p in (await db.scalars(sa.select(Pairing).order_by(Pairing.id))).all():
+    active = sa.select(Pairing).where(Pairing.active.is_(True)).order_by(Pairing.id)
+    for p in (await db.scalars(active)).all():
         key = (p.main_classroom_id, frozenset(m.classroom_id for m in p.members))
         pairings.setdefault(key, p.id)
     teachers = list(

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from classroom import lessons, terms, timetable
-from classroom.models import InvalidInput, Lesson, LessonState, RoomRole
+from classroom import lessons, schools, terms, timetable
+from classroom.models import Conflict, InvalidInput, Lesson, LessonState, RoomRole
 from classroom.terms import Holiday, MakeupDay, Period, TermSpec
 from classroom.timetable_models import SeriesOccurrence
 from tests.timetable_helpers import AUTUMN_2026, BEFORE_TERM, make_pair, make_term, weekly
@@ -304,4 +304,16 @@ async def test_bad_input_is_refused_with_the_field_named(db) -> None:
             )
         count = await s.scalar(sa.select(sa.func.count()).select_from(SeriesOccurrence))
     assert no_period.value.field == "period" and outside.value.field == "first_date"
+    assert count == 0
+
+
+async def test_an_archived_pairing_gets_no_new_series(db) -> None:
+    async with db() as s:
+        term_id = await make_term(s)
+        pair = await make_pair(s)
+        pairing_id = pair.pairing.id
+        await schools.update_pairing(s, pairing_id, active=False)
+        with pytest.raises(Conflict, match=f"pairing {pairing_id} is archived"):
+            await timetable.create_series(s, term_id, weekly(pairing_id, 3, 3), now=BEFORE_TERM)
+        count = await s.scalar(sa.select(sa.func.count()).select_from(Lesson))
     assert count == 0

@@ -199,3 +199,19 @@ def test_cells_in_the_forms_schools_write() -> None:
     ):
         with pytest.raises(ValueError):
             parse(bad)
+
+
+async def test_archived_rooms_and_pairings_are_not_scheduled(db) -> None:
+    async with db() as s:
+        term_id = await make_term(s)
+        ids = await registers(s)
+        await schools.update_pairing(s, ids["p302"], active=False)
+        await schools.update_classroom(s, ids["听课三"], active=False)
+        with pytest.raises(ImportRejected) as rejected:
+            await timetable_csv.import_timetable(
+                s, term_id, (HEADER + GOOD).encode(), now=BEFORE_TERM
+            )
+        assert await counts(s) == (0, 0)
+    [error] = rejected.value.errors
+    assert (error.line, error.column) == (3, "听课教室")
+    assert error.message == "classroom 乡村小学三/听课三 is archived"
