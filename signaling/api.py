@@ -933,6 +933,14 @@ async def create_join_token(call: Call) -> s.JoinTokenOut:
         lesson = await lessons.get_lesson(db, lesson_id)
         if lesson is None:
             raise _not_found("lesson", lesson_id)
+        # Who may ask comes before what is asked: a caller with no part in the lesson
+        # learns neither its state (409) nor its rooms (400) from the answer.
+        if role == JoinRole.WATCH:
+            require(user, UserRole.SCHOOL_ADMIN, UserRole.TEACHER, UserRole.REVIEWER)
+        else:
+            require(user, UserRole.SCHOOL_ADMIN, UserRole.TEACHER, UserRole.DEVICE)
+        if user.role != UserRole.REVIEWER and not can_read_lesson(user, lesson):
+            raise forbidden(f"lesson {lesson_id} has no classroom of your school")
         if lesson.state in (LessonState.ENDED, LessonState.CANCELLED):
             raise ApiError(409, ErrorCode.LESSON_ENDED, f"the lesson is {lesson.state}")
         if role == JoinRole.WATCH:
@@ -943,9 +951,6 @@ async def create_join_token(call: Call) -> s.JoinTokenOut:
                     "a watch token names no classroom",
                     field="classroom_id",
                 )
-            require(user, UserRole.SCHOOL_ADMIN, UserRole.TEACHER, UserRole.REVIEWER)
-            if user.role != UserRole.REVIEWER and not can_read_lesson(user, lesson):
-                raise forbidden(f"lesson {lesson_id} has no classroom of your school")
         else:
             if body.classroom_id is None:
                 raise ApiError(
@@ -969,7 +974,6 @@ async def create_join_token(call: Call) -> s.JoinTokenOut:
                     f"classroom {body.classroom_id} is the lesson's {place.role} room",
                     field="role",
                 )
-            require(user, UserRole.SCHOOL_ADMIN, UserRole.TEACHER, UserRole.DEVICE)
             require_school(user, place.classroom.school_id)
             if role == JoinRole.MAIN and user.role == UserRole.TEACHER:
                 if not can_run_lesson(user, lesson):
