@@ -381,7 +381,7 @@ async def list_users(call: Call) -> s.UserList:
     if not is_admin(call.me):
         if school_id is not None:
             require_school(call.me, school_id)
-        school_id = call.me.school_id
+        school_id = call.me.school_id or 0  # a school admin of no school: nobody, not all
     async with call.db() as db:
         rows = await users.list_users(db, school_id=school_id)
     return s.UserList(items=[_user_out(u) for u in rows if q.role is None or u.role == q.role])

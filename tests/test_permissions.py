@@ -17,11 +17,14 @@ import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 
 from classroom.models import AuditEvent
+from classroom.users import create_user, issue_token
 from signaling.api import ROUTES
 from signaling.appkeys import DB
 from tests.permission_matrix import (
     ACTOR_NAMES,
+    API,
     DOC,
+    PASSWORD,
     ROWS,
     World,
     build_world,
@@ -105,3 +108,23 @@ async def test_every_caller_gets_the_matrix_answer_on_every_route(world: World, 
     assert all(e.remote for e in denied)
     # The right CSRF token and this origin on every unsafe cookie call: none refused.
     assert await _denials(world.client, "auth.csrf_failed") == []
+
+
+async def test_a_school_account_without_a_school_sees_nothing_of_any_school(
+    world: World,
+) -> None:
+    """`tongbu admin create-user --role school_admin` without --school-id makes one; it
+    must be scoped to no school, not to every school."""
+    async with world.client.app[DB]() as db:
+        stray = await create_user(db, username="stray", password=PASSWORD, role="school_admin")
+        headers = {"Authorization": f"Bearer {await issue_token(db, stray, name='t')}"}
+    for path in ("/users", "/schools", "/classrooms", "/pairings", "/lessons"):
+        response = await world.client.get(API + path, headers=headers)
+        assert response.status == 200, path
+        assert (await response.json())["items"] == [], path
+    response = await world.client.get(
+        f"{API}/terms/{world.timetable['term']}/series", headers=headers
+    )
+    assert (await response.json())["items"] == []
+    for path in (f"/users/{world.user['t_A'][0]}", f"/lessons/{world.lesson['L1']}"):
+        assert (await world.client.get(API + path, headers=headers)).status == 403, path
