@@ -331,6 +331,18 @@ async def test_an_edit_that_double_books_is_refused_and_changes_nothing(
     assert f"is booked by lesson {first['id']} '一次函数'" in answer["error"]["message"]
     row = await stored(app_client, other["id"])
     assert (row.title, receiving_of(row)) == ("一次函数", receiving_of(other))
+    # New times as well: the room just added is still what is at fault.
+    later_end = datetime.fromisoformat(other["planned_end"]) + timedelta(minutes=5)
+    status, answer = await call(
+        app_client,
+        "PATCH",
+        f"/lessons/{other['id']}",
+        admin_headers,
+        {"planned_end": later_end.isoformat(), "receiving_classroom_ids": [taken]},
+    )
+    assert (status, answer["error"]["field"]) == (409, "receiving_classroom_ids")
+    row = await stored(app_client, other["id"])
+    assert row.planned_end.isoformat().replace("+00:00", "Z") == other["planned_end"]
 
     # A second lesson of the first pairing, an hour later, moved onto the first's time.
     later = day + timedelta(hours=1)
