@@ -470,6 +470,25 @@ def _local_week_sqlite(element: _LocalWeek, compiler: Any, **kw: Any) -> str:
     )
 
 
+class _EpochSeconds(FunctionElement[float]):
+    """Seconds since 1970 of a UTC time column, on both engines."""
+
+    type = sa.Float()
+    inherit_cache = True
+
+
+@compiles(_EpochSeconds)
+def _epoch_default(element: _EpochSeconds, compiler: Any, **kw: Any) -> str:
+    (column,) = list(element.clauses)
+    return f"EXTRACT(EPOCH FROM {compiler.process(column, **kw)})"
+
+
+@compiles(_EpochSeconds, "sqlite")
+def _epoch_sqlite(element: _EpochSeconds, compiler: Any, **kw: Any) -> str:
+    (column,) = list(element.clauses)
+    return f"CAST(strftime('%s', {compiler.process(column, **kw)}) AS INTEGER)"
+
+
 def _verdict_expr(now: datetime) -> ColumnElement[str]:
     nobody = ~sa.exists().where(RoomSession.lesson_id == Lesson.id)
     return sa.case(
@@ -494,11 +513,13 @@ async def statistics(
     timezone: str = "Asia/Shanghai",
     now: datetime | None = None,
 ) -> list[GroupStats]:
-    """Lessons planned in [start, end) grouped `by` one key, in one GROUP BY query.
+    """Lessons planned in [start, end) grouped `by` one key: two GROUP BY queries.
 
-    `term_id` selects the lessons of that term's timetable, and lessons planned by hand
-    within its dates. `timezone` places weeks (Monday to Sunday, local); China keeps one
-    offset all year, so a fixed offset is exact there.
+    One counts lessons (each once per group), the other sums their rooms' figures; they
+    are joined by key here (a few hundred rows at most). `term_id` selects the lessons of
+    that term's timetable, and lessons planned by hand within its dates. `timezone` places
+    weeks (Monday to Sunday, local); China keeps one offset all year, so a fixed offset
+    is exact there.
     """
     if by not in GROUPINGS:
         raise InvalidInput(f"group by one of {', '.join(GROUPINGS)}", field="by")
@@ -511,135 +532,208 @@ async def statistics(
         raise InvalidInput(f"unknown time zone {timezone!r}", field="timezone") from None
     now = now or utcnow()
     offset_s = int((zone.utcoffset(start or now) or timedelta()).total_seconds())
+    per_room = by in ("school", "classroom")
 
-    verdict = _verdict_expr(now)
-
-    def lessons_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
-        return sa.func.count(sa.distinct(sa.case((condition, Lesson.id))))
-
-    rated = LessonRoomStats.lesson_id.is_not(None)
-    minutes = sa.func.coalesce(sa.func.sum(LessonRoomStats.attendance_s), 0) / 60
-    planned_room_s = sa.func.sum(sa.case((rated, LessonStats.planned_s)))
-    measures = [
-        sa.func.count(sa.distinct(Lesson.id)).label("scheduled"),
-        lessons_where(verdict == LessonVerdict.HELD.value).label("held"),
-        lessons_where(verdict == LessonVerdict.PARTIAL.value).label("partial"),
-        lessons_where(LessonStats.late.is_(True)).label("late"),
-        lessons_where(verdict == LessonVerdict.MISSED.value).label("missed"),
-        lessons_where(verdict == LessonVerdict.CANCELLED.value).label("cancelled"),
-        lessons_where(verdict == "pending").label("pending"),
-        sa.func.count(LessonRoomStats.lesson_id).label("room_lessons"),
-        minutes.label("attendance_minutes"),
-        (sa.func.sum(LessonRoomStats.attendance_s) / sa.func.nullif(planned_room_s, 0)).label(
-            "attendance_rate"
-        ),
-        sa.func.coalesce(sa.func.sum(LessonRoomStats.reconnects), 0).label("reconnects"),
-        sa.func.coalesce(sa.func.sum(LessonRoomStats.drops), 0).label("drops"),
-        sa.func.coalesce(sa.func.sum(LessonRoomStats.down_freezes), 0).label("freezes"),
-        (sa.func.coalesce(sa.func.sum(LessonRoomStats.down_freeze_s), 0) / 60).label(
-            "freeze_minutes"
-        ),
-        sa.func.avg(LessonRoomStats.down_bitrate_mean_kbps).label("down_bitrate_kbps"),
-        sa.func.avg(LessonRoomStats.up_bitrate_mean_kbps).label("up_bitrate_kbps"),
-        sa.func.avg(LessonRoomStats.down_loss).label("down_loss"),
-        sa.func.avg(LessonRoomStats.up_loss).label("up_loss"),
-        sa.func.avg(LessonRoomStats.rtt_mean_ms).label("rtt_ms"),
-        sa.func.count(sa.distinct(Recording.id)).label("recordings"),
-    ]
-
-    keys: list[ColumnElement[Any]]
-    if by == "week":
-        keys = [_LocalWeek(Lesson.planned_start, sa.literal(offset_s, sa.Integer()))]
-    elif by == "term":
-        keys = [LessonSeries.term_id, Term.name]
-    elif by == "school":
-        keys = [School.id, School.name]
-    elif by == "pairing":
-        keys = [Pairing.id, Pairing.name]
-    elif by == "teacher":
-        keys = [Lesson.teacher_name]
-    else:
-        keys = [Classroom.id, School.name, Classroom.name]
-
-    query = (
-        sa.select(*keys, *measures)
-        .select_from(Lesson)
-        .join(LessonRoom, LessonRoom.lesson_id == Lesson.id)
-        .join(Classroom, Classroom.id == LessonRoom.classroom_id)
-        .join(School, School.id == Classroom.school_id)
-        .join(Pairing, Pairing.id == Lesson.pairing_id)
-        .outerjoin(LessonStats, LessonStats.lesson_id == Lesson.id)
-        .outerjoin(
-            LessonRoomStats,
-            sa.and_(
-                LessonRoomStats.lesson_id == Lesson.id,
-                LessonRoomStats.classroom_id == LessonRoom.classroom_id,
-            ),
-        )
-        .outerjoin(
-            Recording,
-            sa.and_(
-                Recording.lesson_id == Lesson.id,
-                Recording.state == RecordingState.READY.value,
-            ),
-        )
-        .outerjoin(SeriesOccurrence, SeriesOccurrence.lesson_id == Lesson.id)
-        .outerjoin(LessonSeries, LessonSeries.id == SeriesOccurrence.series_id)
-        .outerjoin(Term, Term.id == LessonSeries.term_id)
-        .group_by(*keys)
-        .order_by(*keys)
-    )
+    # The window and the lesson filters, on `lessons` (and the series tables for a term).
+    conditions: list[ColumnElement[bool]] = []
     if start is not None:
-        query = query.where(Lesson.planned_start >= start)
+        conditions.append(Lesson.planned_start >= start)
     if end is not None:
-        query = query.where(Lesson.planned_start < end)
-    if term_id is not None:
-        term = await db.get(Term, term_id)
-        if term is None:
-            raise NotFound(f"no term {term_id}", field="term_id")
-        term_zone = ZoneInfo(term.timezone)
-        term_start = datetime.combine(term.start_date, datetime.min.time(), term_zone)
-        term_end = datetime.combine(
-            term.end_date + timedelta(days=1), datetime.min.time(), term_zone
-        )
-        query = query.where(
-            sa.or_(
-                LessonSeries.term_id == term_id,
-                sa.and_(
-                    SeriesOccurrence.lesson_id.is_(None),
-                    Lesson.planned_start >= term_start.astimezone(UTC),
-                    Lesson.planned_start < term_end.astimezone(UTC),
-                ),
-            )
-        )
-    if school_id is not None:
-        query = query.where(Classroom.school_id == school_id)
+        conditions.append(Lesson.planned_start < end)
     if pairing_id is not None:
-        query = query.where(Lesson.pairing_id == pairing_id)
-    if classroom_id is not None:
-        query = query.where(LessonRoom.classroom_id == classroom_id)
+        conditions.append(Lesson.pairing_id == pairing_id)
     if teacher_name is not None:
-        query = query.where(Lesson.teacher_name == teacher_name)
+        conditions.append(Lesson.teacher_name == teacher_name)
+    if term_id is not None:
+        conditions.append(await _term_condition(db, term_id))
 
+    # The room filters, on a classroom id column joined with `classrooms`.
+    def room_filters(classroom: Any) -> list[ColumnElement[bool]]:
+        found: list[ColumnElement[bool]] = []
+        if school_id is not None:
+            found.append(Classroom.school_id == school_id)
+        if classroom_id is not None:
+            found.append(classroom == classroom_id)
+        return found
+
+    room_conditions = room_filters(LessonRoom.classroom_id)
+
+    # A lesson's key, for groupings by something of the lesson (a room's key comes later).
+    lesson_keys: list[ColumnElement[Any]] = []
+    if by == "week":
+        lesson_keys = [_LocalWeek(Lesson.planned_start, sa.literal(offset_s, sa.Integer()))]
+    elif by == "term":
+        lesson_keys = [LessonSeries.term_id]
+    elif by == "pairing":
+        lesson_keys = [Lesson.pairing_id]
+    elif by == "teacher":
+        lesson_keys = [Lesson.teacher_name]
+
+    def lesson_joins(query: sa.Select[Any]) -> sa.Select[Any]:
+        if by == "term" or term_id is not None:
+            query = query.outerjoin(SeriesOccurrence, SeriesOccurrence.lesson_id == Lesson.id)
+            query = query.outerjoin(LessonSeries, LessonSeries.id == SeriesOccurrence.series_id)
+        if room_conditions and not per_room:
+            in_rooms = (
+                sa.select(LessonRoom.lesson_id)
+                .join(Classroom, Classroom.id == LessonRoom.classroom_id)
+                .where(*room_conditions)
+            )
+            query = query.where(Lesson.id.in_(in_rooms))
+        return query.where(*conditions)
+
+    # 1. Lessons: verdict, late and recording once per lesson of the window, then counted
+    #    per key (for a room's key: per distinct (key, lesson), so a school with two
+    #    classrooms in a lesson counts it once).
+    recorded = sa.exists().where(
+        Recording.lesson_id == Lesson.id, Recording.state == RecordingState.READY.value
+    )
+    per_lesson = lesson_joins(
+        sa.select(
+            Lesson.id.label("lesson_id"),
+            *(k.label(f"k{i}") for i, k in enumerate(lesson_keys)),
+            _verdict_expr(now).label("verdict"),
+            sa.case((LessonStats.late.is_(True), 1), else_=0).label("late"),
+            sa.case((recorded, 1), else_=0).label("recorded"),
+        )
+        .select_from(Lesson)
+        .outerjoin(LessonStats, LessonStats.lesson_id == Lesson.id)
+    ).subquery("per_lesson")
+    room_key = Classroom.school_id if by == "school" else LessonRoom.classroom_id
+    if per_room:
+        pairs = (
+            sa.select(room_key.label("k0"), LessonRoom.lesson_id)
+            .join(Classroom, Classroom.id == LessonRoom.classroom_id)
+            .where(*room_conditions)
+            .distinct()
+            .subquery("pairs")
+        )
+        counted_from = per_lesson.join(pairs, pairs.c.lesson_id == per_lesson.c.lesson_id)
+        count_keys = [pairs.c.k0]
+    else:
+        counted_from = per_lesson
+        count_keys = [per_lesson.c[f"k{i}"] for i in range(len(lesson_keys))]
+
+    def count(value: str) -> ColumnElement[int]:
+        return sa.func.sum(sa.case((per_lesson.c.verdict == value, 1), else_=0))
+
+    lesson_rows = await db.execute(
+        sa.select(
+            *count_keys,
+            sa.func.count(),
+            count(LessonVerdict.HELD.value),
+            count(LessonVerdict.PARTIAL.value),
+            sa.func.sum(per_lesson.c.late),
+            count(LessonVerdict.MISSED.value),
+            count(LessonVerdict.CANCELLED.value),
+            count("pending"),
+            sa.func.sum(per_lesson.c.recorded),
+        )
+        .select_from(counted_from)
+        .group_by(*count_keys)
+    )
+    counted = {row[0] if count_keys else None: row[1:] for row in lesson_rows.all()}
+
+    # 2. Rooms of summarised lessons: their figures summed per key, in one pass.
+    r = LessonRoomStats
+    rated_key = (Classroom.school_id if by == "school" else r.classroom_id) if per_room else None
+    rated = (
+        sa.select(
+            (rated_key if rated_key is not None else lesson_keys[0]).label("k0"),
+            sa.func.count(),
+            sa.func.sum(r.attendance_s) / 60,
+            sa.func.sum(r.attendance_s) / sa.func.nullif(sa.func.sum(LessonStats.planned_s), 0),
+            sa.func.sum(r.reconnects),
+            sa.func.sum(r.drops),
+            sa.func.sum(r.down_freezes),
+            sa.func.sum(r.down_freeze_s) / 60,
+            sa.func.avg(r.down_bitrate_mean_kbps),
+            sa.func.avg(r.up_bitrate_mean_kbps),
+            sa.func.avg(r.down_loss),
+            sa.func.avg(r.up_loss),
+            sa.func.avg(r.rtt_mean_ms),
+        )
+        .select_from(r)
+        .join(Lesson, Lesson.id == r.lesson_id)
+        .join(LessonStats, LessonStats.lesson_id == r.lesson_id)
+    )
+    if by == "school" or school_id is not None:
+        rated = rated.join(Classroom, Classroom.id == r.classroom_id)
+    if by == "term" or term_id is not None:
+        rated = rated.outerjoin(SeriesOccurrence, SeriesOccurrence.lesson_id == Lesson.id)
+        rated = rated.outerjoin(LessonSeries, LessonSeries.id == SeriesOccurrence.series_id)
+    rated = rated.where(*conditions, *room_filters(r.classroom_id))
+    rated = rated.group_by(sa.literal_column("k0"))
+    figures_of = {row[0]: row[1:] for row in await db.execute(rated)}
+
+    labels = await _labels(db, by, [k for k in counted if k is not None])
     result = []
-    for row in (await db.execute(query)).all():
-        key, label = _key_and_label(by, row[: len(keys)])
-        values = row[len(keys) :]
+    for key_value, counts in counted.items():
+        figures = figures_of.get(key_value) or (
+            0,
+            0,
+            None,
+            0,
+            0,
+            0,
+            0,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+        scheduled, held, partial, late, missed, cancelled, pending, recordings = counts
+        values = (scheduled, held, partial, late, missed, cancelled, pending, *figures, recordings)
+        key, label = _key_and_label(by, key_value, labels)
         result.append(GroupStats(key, label, *_plain(values)))
+    numeric = by in ("term", "school", "pairing", "classroom")
+    result.sort(key=lambda g: (g.key == "", int(g.key) if numeric and g.key else 0, g.key))
     return result
 
 
-def _key_and_label(by: str, parts: Sequence[Any]) -> tuple[str, str]:
+async def _labels(db: AsyncSession, by: str, keys: list[Any]) -> dict[Any, str]:
+    """Names for the keys found (a few hundred at most), read after the aggregation."""
+    if not keys or by in ("week", "teacher"):
+        return {}
+    if by == "classroom":
+        rows = await db.execute(
+            sa.select(Classroom.id, School.name, Classroom.name)
+            .join(School, School.id == Classroom.school_id)
+            .where(Classroom.id.in_(keys))
+        )
+        return {cid: f"{school} {room}" for cid, school, room in rows.all()}
+    table = {"school": School, "pairing": Pairing, "term": Term}[by]
+    rows = await db.execute(sa.select(table.id, table.name).where(table.id.in_(keys)))
+    return dict(rows.all())
+
+
+async def _term_condition(db: AsyncSession, term_id: int) -> ColumnElement[bool]:
+    term = await db.get(Term, term_id)
+    if term is None:
+        raise NotFound(f"no term {term_id}", field="term_id")
+    zone = ZoneInfo(term.timezone)
+    first = datetime.combine(term.start_date, datetime.min.time(), zone).astimezone(UTC)
+    after = datetime.combine(term.end_date + timedelta(days=1), datetime.min.time(), zone)
+    return sa.or_(
+        LessonSeries.term_id == term_id,
+        sa.and_(
+            SeriesOccurrence.lesson_id.is_(None),
+            Lesson.planned_start >= first,
+            Lesson.planned_start < after.astimezone(UTC),
+        ),
+    )
+
+
+def _key_and_label(by: str, value: Any, labels: Mapping[Any, str]) -> tuple[str, str]:
+    if value is None:
+        return "", ""
     if by == "week":
-        monday = _WEEK0 + timedelta(weeks=int(parts[0]))
+        monday = _WEEK0 + timedelta(weeks=int(value))
         return monday.isoformat(), monday.isoformat()
     if by == "teacher":
-        return parts[0], parts[0]
-    if by == "classroom":
-        return str(parts[0]), f"{parts[1]} {parts[2]}"
-    if parts[0] is None:
-        return "", ""
-    return str(parts[0]), parts[1]
+        return str(value), str(value)
+    return str(value), labels.get(value, "")
 
 
 def _plain(values: Sequence[Any]) -> list[Any]:

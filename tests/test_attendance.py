@@ -469,6 +469,7 @@ async def test_statistics_group_lessons_per_week_school_pairing_teacher_term(
         by_term = await statistics(s, "term", now=later)
         by_room = await statistics(s, "classroom", now=later, pairing_id=pairing_b)
         in_term = await statistics(s, "pairing", now=later, term_id=term.id)
+        schools_in_term = await statistics(s, "school", now=later, term_id=term.id)
         window = await statistics(
             s, "pairing", now=later, start=T0 + timedelta(days=6), end=T0 + timedelta(days=8)
         )
@@ -501,6 +502,7 @@ async def test_statistics_group_lessons_per_week_school_pairing_teacher_term(
     assert terms == {"": 3, "2026秋": 1}
     # Filtered by the term: its series' lesson, and lessons by hand within its dates.
     assert sum(row.scheduled for row in in_term) == 4
+    assert sum(row.attendance_minutes for row in schools_in_term) == pytest.approx(75 + 80)
     assert {r.label: r.attendance_minutes for r in by_room} == {
         "城关一中B 主讲教室": pytest.approx(35),
         "村小B0 听课": pytest.approx(45),
@@ -529,3 +531,44 @@ async def test_statistics_refuse_unknown_groupings_and_naive_times(db: Sessions)
             await statistics(s, "week", start=datetime(2026, 9, 1))
         with pytest.raises(InvalidInput):
             await statistics(s, "week", timezone="Mars/Olympus")
+
+
+async def test_a_school_with_two_rooms_in_a_lesson_counts_the_lesson_once(db: Sessions) -> None:
+    async with db() as s:
+        city = await schools.create_school(s, name="城关二中", kind="city")
+        main = await schools.create_classroom(s, school_id=city.id, name="主讲教室")
+        village = await schools.create_school(s, name="河口小学", kind="rural")
+        rooms = [
+            (await schools.create_classroom(s, school_id=village.id, name=name)).id
+            for name in ("三年级一班", "三年级二班")
+        ]
+        pairing = await schools.create_pairing(
+            s, name="结对河口", main_classroom_id=main.id, receiving_classroom_ids=rooms
+        )
+        for day in (0, 1):
+            start = T0 + timedelta(days=day)
+            lesson = await lessons.create_lesson(
+                s,
+                pairing_id=pairing.id,
+                kind="dedicated",
+                subject="数学",
+                grade="三年级",
+                teacher_name="李老师",
+                title="乘法",
+                planned_start=start,
+                planned_end=start + timedelta(minutes=45),
+            )
+            for room in (main.id, *rooms):
+                await attendance.open_room_session(s, lesson.id, room, "x", start)
+                await attendance.close_room_session(
+                    s, lesson.id, room, start + timedelta(minutes=45), "lesson_ended"
+                )
+            await summarise_lesson(s, lesson.id, now=END + timedelta(days=2))
+        later = END + timedelta(days=2)
+        by_school = {r.label: r for r in await statistics(s, "school", now=later)}
+        village_weeks = await statistics(s, "week", now=later, school_id=village.id)
+    row = by_school["河口小学"]
+    assert (row.scheduled, row.held, row.room_lessons) == (2, 2, 4)
+    assert row.attendance_minutes == pytest.approx(4 * 45)
+    assert [(w.scheduled, w.held, w.room_lessons) for w in village_weeks] == [(2, 2, 4)]
+    assert (by_school["城关二中"].scheduled, by_school["城关二中"].room_lessons) == (2, 2)
