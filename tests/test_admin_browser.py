@@ -995,6 +995,24 @@ async def test_a_school_admin_sees_and_edits_only_their_school(
             "#lesson-table tbody tr", "rs => rs.map(r => r.dataset.id)"
         )
         assert shown == [str(mine.lesson_id)] and str(theirs.lesson_id) not in shown
+        row = f'#lesson-table tr[data-id="{mine.lesson_id}"]'
+        actions = await page.eval_on_selector_all(
+            f"{row} button", "bs => bs.map(b => b.dataset.action)"
+        )
+        assert actions == ["edit", "watch", "end", "cancel"]  # the lesson is open
+        assert problems == [], problems
+        await page.close()
+
+        # The receiving school's admin sees the lesson and its pairing, changes neither.
+        await add_user(server, "li", "school_admin", schools["乡村小学甲1"])
+        page, problems = await open_admin(browser, server.base_url, "lessons", ("li", PASSWORD))
+        actions = await page.eval_on_selector_all(
+            f"{row} button", "bs => bs.map(b => b.dataset.action)"
+        )
+        assert actions == ["watch"]
+        await go(page, "pairings")
+        assert await page.eval_on_selector_all("#pairing-table tbody tr", "rs => rs.length") == 1
+        assert await page.query_selector("#pairing-table tbody button") is None
         assert problems == [], problems
         await page.close()
 

@@ -605,7 +605,9 @@ function renderPairings() {
         el('td', { text: classroomLabel(p.main_classroom_id) }),
         el('td', {}, el('ol', { class: 'inline-list' }, ...p.receiving_classroom_ids.map((id) => el('li', { text: classroomLabel(id) })))),
         activeCell(p),
-        registerActions('pairing', p, p.name),
+        // A school admin changes the pairings taught from their school; the others they
+        // only see (their classroom receives).
+        isAdmin() || classroomById(p.main_classroom_id) ? registerActions('pairing', p, p.name) : el('td'),
       ),
     ),
     'admin.pairings.empty',
@@ -905,6 +907,11 @@ async function renderLessons() {
   );
 }
 
+/** Whether the signed-in user schedules this lesson: an admin, or its main room's school admin. */
+function ownsLesson(lesson) {
+  return isAdmin() || lesson.rooms.some((r) => r.role === 'main' && classroomById(r.classroom_id));
+}
+
 function lessonRow(lesson) {
   const rooms = lesson.rooms.map((r) =>
     el('li', { class: r.role === 'main' ? 'room-main' : '' }, `${r.school_name} · ${r.name}`),
@@ -922,7 +929,11 @@ function lessonRow(lesson) {
     el('td', { text: span(lesson.planned_start, lesson.planned_end) }),
     el('td', {}, el('ol', { class: 'inline-list' }, ...rooms)),
     el('td', {}, el('span', { class: 'pill', dataset: { state: lesson.state }, text: t(`lesson.state.${lesson.state}`) })),
-    el('td', { class: 'actions' }, ...ACTIONS[lesson.state].map((action) => actionControl(lesson, action))),
+    el(
+      'td',
+      { class: 'actions' },
+      ...ACTIONS[lesson.state].filter((a) => a === 'watch' || ownsLesson(lesson)).map((action) => actionControl(lesson, action)),
+    ),
   );
 }
 
@@ -1220,11 +1231,12 @@ function wireForms() {
       return { errors, body };
     },
     send: (body) => api.post('/schools', body),
+    // The status is set last: "ok" on screen means the page is ready for the next entry.
     async done(school) {
-      setStatus(t('admin.status.created_school', { name: school.name }), 'ok');
       await loadRegisters();
       renderSchools();
       $('school-name').focus();
+      setStatus(t('admin.status.created_school', { name: school.name }), 'ok');
     },
   });
 
@@ -1238,11 +1250,11 @@ function wireForms() {
     },
     send: (body) => api.post('/classrooms', body),
     async done(room) {
-      setStatus(t('admin.status.created_classroom', { name: `${room.school_name} · ${room.name}` }), 'ok');
       await loadRegisters();
       renderClassrooms();
       $('classroom-school').value = String(room.school_id); // the next room is often in the same school
       $('classroom-name').focus();
+      setStatus(t('admin.status.created_classroom', { name: `${room.school_name} · ${room.name}` }), 'ok');
     },
   });
 
@@ -1262,11 +1274,11 @@ function wireForms() {
     },
     send: (body) => api.post('/pairings', body),
     async done(pairing) {
-      setStatus(t('admin.status.created_pairing', { name: pairing.name }), 'ok');
       newPairingRooms.order = [];
       await loadRegisters();
       renderPairings();
       $('pairing-name').focus();
+      setStatus(t('admin.status.created_pairing', { name: pairing.name }), 'ok');
     },
   });
 
@@ -1286,11 +1298,11 @@ function wireForms() {
     },
     send: (body) => api.post('/lessons', body),
     async done(lesson) {
-      setStatus(t('admin.status.created_lesson', { title: lesson.title, time: span(lesson.planned_start, lesson.planned_end) }), 'ok');
       setLessonDefaults();
       lessonOffset = 0;
       await renderLessons();
       $('lesson-pairing').focus();
+      setStatus(t('admin.status.created_lesson', { title: lesson.title, time: span(lesson.planned_start, lesson.planned_end) }), 'ok');
     },
   });
 
