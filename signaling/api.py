@@ -38,8 +38,7 @@ from classroom.models import (
 from classroom.users import AuthenticationFailed, authenticate, issue_token
 from recorder import library_api as lib
 from signaling import api_schemas as s
-from signaling import schedule_api
-from signaling import timetable_api
+from signaling import schedule_api, timetable_api
 from signaling.api_schemas import ApiError
 from signaling.appkeys import DB, LIVE, TOKENS
 from signaling.auth import (
