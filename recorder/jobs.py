@@ -256,8 +256,10 @@ async def recover_unfinished(data_dir: Path, queue: FinalisationQueue | None = N
     pending = await asyncio.to_thread(pending_lessons, data_dir, live())
     for lesson_id, capture, crashed in pending:
         if crashed:
-            logger.warning("lesson %s: capture left in state recording (server died); "
-                           "finalising what was captured", lesson_id)
+            # A clean restart mid-lesson leaves this too: the lesson goes on, so wait.
+            logger.warning("lesson %s: the server stopped while recording it; the capture "
+                           "resumes if a room rejoins within %.0f s, else what was captured "
+                           "is finalised", lesson_id, resume_grace_s)
             if resume_grace_s <= 0:
                 await asyncio.to_thread(mark_crashed, capture)
             else:
