@@ -21,7 +21,7 @@ import hashlib
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 import sqlalchemy as sa
@@ -71,9 +71,13 @@ def normalise_name(name: str) -> str:
     return "".join(unicodedata.normalize("NFKC", name).split())
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class Booking:
-    """Classrooms and a teacher held over [start, end): a lesson, or one that would be."""
+    """Classrooms and a teacher held over [start, end): a lesson, or one that would be.
+
+    Compared by identity (eq=False) and without frozen's slow __init__: a term check
+    makes tens of thousands of them.
+    """
 
     start: datetime
     end: datetime
@@ -86,7 +90,7 @@ class Booking:
     # How a proposal is named in a message ("CSV line 5", "series 3"); and the caller's
     # handle on it (a line number, a series), so that clashes can be attributed.
     source: str = ""
-    ref: object = field(default=None, compare=False)
+    ref: object = None
 
     def describe(self, zone: tzinfo | None = None) -> str:
         if self.source:
@@ -172,7 +176,7 @@ def sweep(
     for key, items in groups.items():
         if len(items) < 2:
             continue
-        items.sort(key=lambda item: (item[0], item[1]))
+        items.sort(key=_start_order)
         furthest: tuple[datetime, int, Booking, bool] | None = None
         for item in items:
             start, _, booking, is_new = item
@@ -204,6 +208,10 @@ def sweep(
     return clashes
 
 
+def _start_order(item: tuple[datetime, int, Booking, bool]) -> tuple[datetime, int]:
+    return item[0], item[1]
+
+
 # ---------------------------------------------------------- the database side
 
 
@@ -216,40 +224,24 @@ async def existing_bookings(
     teachers: Iterable[TeacherKey] | None = None,
     ignore_lesson_ids: Iterable[int] = (),
 ) -> list[Booking]:
-    """The lessons holding rooms or teachers somewhere in [start, end), in one query.
+    """The lessons holding rooms or teachers somewhere in [start, end), in two queries
+    (the lessons; their rooms with each room's school).
 
     With `classroom_ids`/`teachers` (a few), only lessons touching them are fetched; with
     None (or many), every booking of the window (a term-wide check).
     """
     rooms = set(classroom_ids) if classroom_ids is not None else None
     keys = set(teachers) if teachers is not None else None
-    query = (
-        sa.select(
-            Lesson.id,
-            Lesson.title,
-            Lesson.planned_start,
-            BOOKED_UNTIL,
-            Lesson.teacher_user_id,
-            Lesson.teacher_name,
-            LessonRoom.classroom_id,
-            LessonRoom.role,
-            Classroom.school_id,
-            SeriesOccurrence.series_id,
-        )
-        .join(LessonRoom, LessonRoom.lesson_id == Lesson.id)
-        .join(Classroom, Classroom.id == LessonRoom.classroom_id)
-        .outerjoin(SeriesOccurrence, SeriesOccurrence.lesson_id == Lesson.id)
-        .where(
-            Lesson.state.in_(BOOKING_STATES),
-            Lesson.planned_start < end,
-            BOOKED_UNTIL > start,
-        )
-    )
+    window = [
+        Lesson.state.in_(BOOKING_STATES),
+        Lesson.planned_start < end,
+        BOOKED_UNTIL > start,
+    ]
     narrow = (
         rooms is not None
         and keys is not None
         and len(rooms) + len(keys) <= NARROW_LIMIT
-        and (rooms or keys)
+        and bool(rooms or keys)
     )
     if narrow:
         assert rooms is not None and keys is not None
@@ -274,44 +266,56 @@ async def existing_bookings(
             touching.append(
                 sa.and_(Lesson.teacher_user_id.is_(None), Lesson.id.in_(main_in_schools))
             )
-        query = query.where(sa.or_(*touching))
+        window.append(sa.or_(*touching))
+    lesson_rows = await db.execute(
+        sa.select(
+            Lesson.id,
+            Lesson.title,
+            Lesson.planned_start,
+            BOOKED_UNTIL,
+            Lesson.teacher_user_id,
+            Lesson.teacher_name,
+            SeriesOccurrence.series_id,
+        )
+        .outerjoin(SeriesOccurrence, SeriesOccurrence.lesson_id == Lesson.id)
+        .where(*window)
+    )
     ignore = set(ignore_lesson_ids)
-    lessons: dict[int, dict] = {}
-    for row in (await db.execute(query)).all():
-        (lid, title, l_start, l_end, t_user, t_name, cid, role, school_id, series_id) = row
-        if lid in ignore:
-            continue
-        entry = lessons.get(lid)
-        if entry is None:
-            entry = lessons[lid] = {
-                "title": title,
-                "start": l_start,
-                "end": l_end,
-                "teacher_user_id": t_user,
-                "teacher_name": t_name,
-                "rooms": [],
-                "main_school": None,
-                "series_id": series_id,
-            }
-        entry["rooms"].append(cid)
-        if role == RoomRole.MAIN:
-            entry["main_school"] = school_id
+    found = {row[0]: row for row in lesson_rows.all() if row[0] not in ignore}
+    if not found:
+        return []
+    held: dict[int, list[int]] = defaultdict(list)
+    main_school: dict[int, int] = {}
+    room_rows = await db.execute(
+        sa.select(
+            LessonRoom.lesson_id, LessonRoom.classroom_id, LessonRoom.role, Classroom.school_id
+        )
+        .join(Lesson, Lesson.id == LessonRoom.lesson_id)
+        .join(Classroom, Classroom.id == LessonRoom.classroom_id)
+        .where(*window)
+    )
+    main_role = RoomRole.MAIN.value
+    for lid, cid, role, school_id in room_rows.all():
+        held[lid].append(cid)
+        if role == main_role:
+            main_school[lid] = school_id
     bookings = []
-    for lid, e in lessons.items():
-        key = teacher_key(e["teacher_user_id"], e["teacher_name"], e["main_school"] or 0)
+    for lid, (_, title, l_start, l_end, t_user, t_name, series_id) in found.items():
+        key = teacher_key(t_user, t_name, main_school.get(lid, 0))
+        classrooms = tuple(held[lid])
         if narrow and keys is not None and rooms is not None:
-            if key not in keys and not rooms.intersection(e["rooms"]):
+            if key not in keys and not rooms.intersection(classrooms):
                 continue
         bookings.append(
             Booking(
-                start=e["start"],
-                end=e["end"],
-                classroom_ids=tuple(e["rooms"]),
+                start=l_start,
+                end=l_end,
+                classroom_ids=classrooms,
                 teacher=key,
-                teacher_name=e["teacher_name"],
-                title=e["title"],
+                teacher_name=t_name,
+                title=title,
                 lesson_id=lid,
-                series_id=e["series_id"],
+                series_id=series_id,
             )
         )
     return bookings

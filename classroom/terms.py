@@ -139,6 +139,11 @@ class TermCalendar:
     _off: frozenset[date] = frozenset()
     # weekday (1..7) -> the term's dates that run that weekday's timetable, in order
     _days_by_weekday: Mapping[int, tuple[date, ...]] = field(default_factory=dict)
+    # (date, time) -> instant: a city's term asks for the same few hundred tens of
+    # thousands of times
+    _instants: dict[tuple[date, time], datetime] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def of(cls, term: Term) -> TermCalendar:
@@ -203,6 +208,9 @@ class TermCalendar:
         Asia/Shanghai, which has had no DST since 1991) is refused rather than shifted.
         An ambiguous one (repeated by a DST change) is its first occurrence.
         """
+        cached = self._instants.get((day, at))
+        if cached is not None:
+            return cached
         local = datetime.combine(day, at, tzinfo=self.zone)
         instant = local.astimezone(UTC)
         if instant.astimezone(self.zone).replace(tzinfo=None) != local.replace(tzinfo=None):
@@ -210,6 +218,7 @@ class TermCalendar:
                 f"{day} {at:%H:%M} does not exist in {self.zone.key} (clocks change)",
                 field="start_time",
             )
+        self._instants[(day, at)] = instant
         return instant
 
     def local(self, instant: datetime) -> datetime:
