@@ -151,10 +151,12 @@ async def build_city(db: AsyncSession) -> int:
 
 
 async def timed(label: str, work: Callable[[], Awaitable[object]]) -> tuple[float, object]:
-    start = time.perf_counter()
+    """Wall-clock seconds; also printed: this process's CPU (all its threads, aiosqlite's
+    included; not the PostgreSQL server's), which a busy shared box disturbs less."""
+    start, cpu = time.perf_counter(), time.process_time()
     result = await work()
-    elapsed = time.perf_counter() - start
-    print(f"  {label:<34} {elapsed * 1000:8.0f} ms   {result}")
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(f"  {label:<36} {elapsed * 1000:6.0f} ms  (cpu {cpu * 1000:5.0f} ms)  {result}")
     return elapsed, result
 
 
@@ -172,7 +174,7 @@ async def run_once(url: str) -> dict[str, float]:
         async with sessionmaker() as db:
             lessons_n = await db.scalar(sa.select(sa.func.count()).select_from(Lesson))
             rooms_n = await db.scalar(sa.select(sa.func.count()).select_from(LessonRoom))
-            print(f"  {'':34} {lessons_n} lessons, {rooms_n} lesson rooms")
+            print(f"  {'':36} {lessons_n} lessons, {rooms_n} lesson rooms")
         async with sessionmaker() as db:
             figures["regeneration"], _ = await timed(
                 "regeneration (nothing to do)",
@@ -274,7 +276,7 @@ async def main() -> None:
     parser.add_argument("--engines", default="sqlite,postgresql")
     parser.add_argument("--repeat", type=int, default=1, help="fresh databases per engine")
     args = parser.parse_args()
-    print(f"machine: {machine()}; load {loadavg()}")
+    print(f"machine: {machine()}; load {loadavg()} at start")
     summary: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for engine in args.engines.split(","):
@@ -285,7 +287,7 @@ async def main() -> None:
                     summary.setdefault(engine, []).append(await run_once(url))
                 finally:
                     await drop()
-    print("\nmedian seconds:")
+    print(f"\nmedian seconds (wall clock; load {loadavg()} at the end):")
     keys = ["generation", "regeneration", "check_term", "check_change", "one_lesson"]
     print(f"  {'engine':<12}" + "".join(f"{k:>14}" for k in keys))
     for engine, runs in summary.items():

@@ -162,13 +162,16 @@ def sweep(
     is then reported, or named as the `other` of a reported clash. With `audit`, clashes
     between two existing bookings are reported too (for checking a term after the fact).
     """
+    # One tuple per booking, shared by its groups; (start, order) sorts it, order being
+    # unique so the booking itself is never compared.
     groups: dict[tuple, list[tuple[datetime, int, Booking, bool]]] = defaultdict(list)
     order = 0
     for is_new, bookings in ((False, existing), (True, proposed)):
         for b in bookings:
+            item = (b.start, order, b, is_new)
             for cid in b.classroom_ids:
-                groups[("classroom", cid)].append((b.start, order, b, is_new))
-            groups[("teacher", b.teacher)].append((b.start, order, b, is_new))
+                groups[("classroom", cid)].append(item)
+            groups[("teacher", b.teacher)].append(item)
             order += 1
     clashes: list[Clash] = []
     flagged: set[int] = set()  # id() of bookings already reported
@@ -176,40 +179,51 @@ def sweep(
     for key, items in groups.items():
         if len(items) < 2:
             continue
-        items.sort(key=_start_order)
-        furthest: tuple[datetime, int, Booking, bool] | None = None
-        for item in items:
-            start, _, booking, is_new = item
-            if furthest is not None and start < furthest[2].end:
-                other, other_new = furthest[2], furthest[3]
-                # Reported on a proposal (never on an existing booking, unless auditing),
-                # the later one first; on the other one of a pair if the later is already
-                # reported for another clash, so that each proposal in a clash is named.
-                pair = frozenset((id(booking), id(other)))
-                sides = [(booking, other), (other, booking)]
-                allowed = [is_new or audit, other_new or audit]
-                for (mine, theirs), ok in zip(sides, allowed, strict=True):
-                    if pair in paired:  # the same two, met again on another resource
-                        break
-                    if ok and id(mine) not in flagged:
-                        paired.add(pair)
-                        flagged.add(id(mine))
-                        clashes.append(
-                            Clash(
-                                booking=mine,
-                                other=theirs,
-                                resource=key[0],
-                                classroom_id=key[1] if key[0] == "classroom" else None,
-                            )
-                        )
-                        break
-            if furthest is None or booking.end > furthest[2].end:
-                furthest = item
+        items.sort()
+        furthest = items[0]
+        furthest_end = furthest[2].end
+        for item in items[1:]:
+            if item[0] < furthest_end:
+                _report(item, furthest, key, audit, flagged, paired, clashes)
+            end = item[2].end
+            if end > furthest_end:
+                furthest, furthest_end = item, end
     return clashes
 
 
-def _start_order(item: tuple[datetime, int, Booking, bool]) -> tuple[datetime, int]:
-    return item[0], item[1]
+def _report(
+    item: tuple[datetime, int, Booking, bool],
+    furthest: tuple[datetime, int, Booking, bool],
+    key: tuple,
+    audit: bool,
+    flagged: set[int],
+    paired: set[frozenset[int]],
+    clashes: list[Clash],
+) -> None:
+    """Record the overlap of two bookings on `key` (the rare path of the sweep).
+
+    Reported on a proposal (never on an existing booking, unless auditing), the later one
+    first; on the other one of a pair if the later is already reported for another clash,
+    so that each proposal in a clash is named; once per pair, whatever they share.
+    """
+    booking, is_new = item[2], item[3]
+    other, other_new = furthest[2], furthest[3]
+    pair = frozenset((id(booking), id(other)))
+    if pair in paired:
+        return
+    for mine, theirs, ok in ((booking, other, is_new), (other, booking, other_new)):
+        if (ok or audit) and id(mine) not in flagged:
+            paired.add(pair)
+            flagged.add(id(mine))
+            clashes.append(
+                Clash(
+                    booking=mine,
+                    other=theirs,
+                    resource=key[0],
+                    classroom_id=key[1] if key[0] == "classroom" else None,
+                )
+            )
+            return
 
 
 # ---------------------------------------------------------- the database side
