@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -27,6 +28,7 @@ from tests.browser import (
     launch_chromium,
     tongbu_command,
 )
+from tests.page_session import eventually, new_page, screenshot, sign_in
 from web.pages import setup_pages
 
 playwright_api = pytest.importorskip("playwright.async_api")
@@ -345,3 +347,31 @@ async def test_watch_url_shows_all_five_rooms_live(browser: Any, demo: DemoRun) 
     await page.screenshot(path=str(artifact_path("viewer-five-rooms.png")))
     artifact_path("viewer-stats.json").write_text(json.dumps(second, indent=1, ensure_ascii=False))
     assert not [line for line in console if line.startswith("pageerror")], console
+
+
+async def test_a_reviewer_signs_in_and_watches_the_demo_lesson_from_the_home_page(
+    browser: Any, demo: DemoRun
+) -> None:
+    """No link needed: the reviewer the demo printed signs in, finds the live lesson on
+    the home page, and the viewer mints its own watch token with the session."""
+    found = re.search(r"^\s+教研员 reviewer:\s+(\S+) / (\S+)", demo.output(), re.MULTILINE)
+    assert found, demo.output()
+    username, password = found.groups()
+    base = f"http://127.0.0.1:{demo.port}"
+    page, problems = await new_page(browser)
+    await sign_in(page, base, username, password)
+    card = page.locator(".lesson-card[data-lesson-id='1'][data-state='live']")
+    await card.locator("a[data-action='watch']").click()
+    await page.wait_for_url(f"{base}/watch/1")
+    playing = await eventually(
+        lambda: page.evaluate("window.tongbuViewer.rooms()"),
+        lambda rooms: len(rooms) == 5 and all(r["framesPresented"] > 0 for r in rooms),
+        45,
+        "the signed-in viewer to play all five rooms",
+    )
+    assert await page.evaluate("window.tongbuViewer.entry") == "session"
+    assert {r["role"] for r in playing} == {"main", "receiving"}
+    assert await page.inner_text("#nav-user") == "赵教研员（教研员）"
+    await page.wait_for_timeout(1000)
+    await screenshot(page, "watch")
+    assert problems == [], problems
