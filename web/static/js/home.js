@@ -25,6 +25,7 @@ const PAGE_SIZE = 200; // the API's largest page; a school has far fewer lessons
 const SHOWN_STATES = new Set(['scheduled', 'open', 'live']);
 
 let t = Object.assign((key) => key, { has: () => false });
+let drawn = null; // what the lists show now, so a refresh that changed nothing redraws nothing
 
 window.tongbuHome = { state: 'loading', role: null, lessons: [] };
 
@@ -211,6 +212,14 @@ function renderHeader(user) {
 }
 
 function render(user, { lessons, own, truncated }) {
+  // Redrawing would take the keyboard focus off a button the user is on: only on change.
+  const status = $('status');
+  status.textContent = truncated ? t('home.truncated', { count: PAGE_SIZE }) : '';
+  status.dataset.status = 'ready';
+  window.tongbuHome.state = 'ready';
+  const signature = JSON.stringify([dayKey(new Date()), [...own], lessons]);
+  if (signature === drawn) return;
+  drawn = signature;
   const shown = [];
   const lists = { live: [], today: [], later: [] };
   const sorted = [...lessons].sort(
@@ -236,9 +245,6 @@ function render(user, { lessons, own, truncated }) {
   const empty = $('home-empty');
   empty.hidden = shown.length > 0;
   empty.textContent = t(`home.empty.${user.role === 'reviewer' ? 'reviewer' : 'lessons'}`, { days: DAYS_AHEAD });
-  const status = $('status');
-  status.textContent = truncated ? t('home.truncated', { count: PAGE_SIZE }) : '';
-  status.dataset.status = 'ready';
   window.tongbuHome = { state: 'ready', role: user.role, lessons: shown };
 }
 
