@@ -276,6 +276,24 @@ async def summarise_lesson(
     db: AsyncSession, lesson_id: int, *, now: datetime | None = None
 ) -> LessonSummary:
     """Compute one lesson's summary from its rows and store it (replacing any); commits."""
+    summary = await compute_summary(db, lesson_id, now=now)
+    for attempt in (1, 2):
+        try:
+            await _store(db, summary)
+            break
+        except IntegrityError:
+            # Another writer stored the same lesson between our delete and insert.
+            await db.rollback()
+            if attempt == 2:
+                raise
+    return summary
+
+
+async def compute_summary(
+    db: AsyncSession, lesson_id: int, *, now: datetime | None = None
+) -> LessonSummary:
+    """One lesson's summary from its rows as they stand, without storing it (a lesson
+    still running, shown as it goes)."""
     lesson = await db.get(Lesson, lesson_id, populate_existing=True)
     if lesson is None:
         raise NotFound(f"no lesson {lesson_id}")
@@ -293,17 +311,7 @@ async def summarise_lesson(
         Connection(r.classroom_id, r.joined_at, r.left_at, r.end_reason)
         for r in await room_sessions_of(db, lesson_id)
     ]
-    summary = summarise(plan, connections, await samples_of(db, lesson_id), now=now or utcnow())
-    for attempt in (1, 2):
-        try:
-            await _store(db, summary)
-            break
-        except IntegrityError:
-            # Another writer stored the same lesson between our delete and insert.
-            await db.rollback()
-            if attempt == 2:
-                raise
-    return summary
+    return summarise(plan, connections, await samples_of(db, lesson_id), now=now or utcnow())
 
 
 async def _store(db: AsyncSession, summary: LessonSummary) -> None:
@@ -436,6 +444,9 @@ class GroupStats:
     up_loss: float | None
     rtt_ms: float | None
     recordings: int  # lessons with a recording ready in the library
+    # Mean of the room-lessons' 95th-percentile RTT: how bad a room's worst moments
+    # typically were (a true percentile over the group is not portable SQL).
+    rtt_p95_ms: float | None = None
 
 
 class _LocalWeek(FunctionElement[int]):
@@ -510,6 +521,8 @@ async def statistics(
     pairing_id: int | None = None,
     classroom_id: int | None = None,
     teacher_name: str | None = None,
+    involving_school_id: int | None = None,
+    teacher_user_id: int | None = None,
     timezone: str = "Asia/Shanghai",
     now: datetime | None = None,
 ) -> list[GroupStats]:
@@ -520,6 +533,10 @@ async def statistics(
     that term's timetable, and lessons planned by hand within its dates. `timezone` places
     weeks (Monday to Sunday, local); China keeps one offset all year, so a fixed offset
     is exact there.
+
+    `involving_school_id` and `teacher_user_id` scope what a caller may see: lessons with
+    a room of that school (all their rooms counted, unlike `school_id`, which narrows the
+    rooms too), or lessons whose teacher account is that user.
     """
     if by not in GROUPINGS:
         raise InvalidInput(f"group by one of {', '.join(GROUPINGS)}", field="by")
@@ -546,6 +563,16 @@ async def statistics(
         conditions.append(Lesson.teacher_name == teacher_name)
     if term_id is not None:
         conditions.append(await _term_condition(db, term_id))
+    if involving_school_id is not None:
+        conditions.append(
+            Lesson.id.in_(
+                sa.select(LessonRoom.lesson_id)
+                .join(Classroom, Classroom.id == LessonRoom.classroom_id)
+                .where(Classroom.school_id == involving_school_id)
+            )
+        )
+    if teacher_user_id is not None:
+        conditions.append(Lesson.teacher_user_id == teacher_user_id)
 
     # The room filters, on a classroom id column joined with `classrooms`.
     def room_filters(classroom: Any) -> list[ColumnElement[bool]]:
@@ -652,6 +679,7 @@ async def statistics(
             sa.func.avg(r.down_loss),
             sa.func.avg(r.up_loss),
             sa.func.avg(r.rtt_mean_ms),
+            sa.func.avg(r.rtt_p95_ms),
         )
         .select_from(r)
         .join(Lesson, Lesson.id == r.lesson_id)
@@ -682,9 +710,16 @@ async def statistics(
             None,
             None,
             None,
+            None,
         )
         scheduled, held, partial, late, missed, cancelled, pending, recordings = counts
-        values = (scheduled, held, partial, late, missed, cancelled, pending, *figures, recordings)
+        *room_figures, rtt_p95 = figures
+        values = (
+            *(scheduled, held, partial, late, missed, cancelled, pending),
+            *room_figures,
+            recordings,
+            rtt_p95,
+        )
         key, label = _key_and_label(by, key_value, labels)
         result.append(GroupStats(key, label, *_plain(values)))
     numeric = by in ("term", "school", "pairing", "classroom")

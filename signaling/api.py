@@ -38,7 +38,7 @@ from classroom.models import (
 from classroom.users import AuthenticationFailed, authenticate, issue_token
 from recorder import library_api as lib
 from signaling import api_schemas as s
-from signaling import schedule_api, timetable_api
+from signaling import schedule_api, statistics_api, timetable_api
 from signaling.api_schemas import ApiError
 from signaling.appkeys import DB, LIVE, TOKENS
 from signaling.auth import (
@@ -1498,6 +1498,7 @@ ROUTES: tuple[Route, ...] = (
         errors=(206, 302, 416),
     ),
     *timetable_api.ROUTES,  # terms, lesson series, CSV import, calendar feeds
+    *statistics_api.ROUTES,  # 常态化 statistics and CSV, one lesson's rooms, live alerts
 )
 
 

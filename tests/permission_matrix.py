@@ -865,6 +865,20 @@ ROWS: tuple[Row, ...] = (
     Row("POST", "/calendar-feeds", "t own's lessons", RUNS_L1, _teacher_feed, ok=201),
     Row("DELETE", "/calendar-feeds/{id}", "a feed of A's classroom", MANAGES_A, _fresh_feed),
     Row("GET", "/feeds/calendar.ics", "?token= a feed's own", EVERYONE, _feed_document),
+    # ------------------------------------------- statistics (signaling/statistics_api.py)
+    # Everyone on the staff gets rows, scoped: a school admin the lessons of their school,
+    # a teacher their own; naming another school is refused.
+    Row("GET", "/statistics", "?by=school", STAFF, fixed("/statistics?by=school")),
+    Row("GET", "/statistics", "?school_id=A", OF_A, fixed("/statistics?school_id={w.school[A]}")),
+    Row("GET", "/statistics.csv", "?by=pairing", STAFF, fixed("/statistics.csv?by=pairing")),
+    Row(
+        "GET",
+        "/lessons/{id}/statistics",
+        "L",
+        frozenset({"admin", "sa_A", "sa_B", "t_own"}),
+        fixed("/lessons/{w.lesson[L1]}/statistics"),
+    ),
+    Row("GET", "/alerts", "", STAFF, fixed("/alerts")),
 )
 
 
