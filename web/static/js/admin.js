@@ -40,7 +40,7 @@ let lessonOffset = 0;
 let livePoll = null;
 let liveGeneration = 0;
 const watchLinks = new Map(); // lesson id -> {url, expires} minted on demand
-const state = { lastLive: [], liveUpdates: 0 };
+const state = { lastLive: [], liveUpdates: 0, lastAlerts: [] };
 
 const isAdmin = () => me?.role === 'admin';
 
@@ -1102,12 +1102,49 @@ function liveCard(lesson, live) {
   return card;
 }
 
+// Alerts (GET /alerts, classroom/alerts.py): a lesson not started five minutes after its
+// time, a room that dropped and has not come back. Only the summary line is a live region,
+// and it changes only when the number of alerts does, so a screen reader is not told the
+// same list every few seconds.
+function alertItem(alert, serverTime) {
+  const since = new Date(alert.since);
+  const minutes = Math.max(0, Math.floor((serverTime - since) / 60000));
+  const vars = {
+    lesson: alert.lesson_id,
+    title: alert.lesson_title,
+    school: alert.school_name,
+    classroom: alert.classroom_name,
+    role: t(`role.${alert.role}`),
+    time: timeOnly.format(new Date(alert.planned_start)),
+  };
+  const text = alert.kind === 'dropped' ? t('stats.alert.dropped', vars) : t('stats.alert.not_started', vars);
+  return el(
+    'li',
+    { class: `alert alert-${alert.kind}`, dataset: { key: alert.key, kind: alert.kind, lesson: alert.lesson_id, classroomId: alert.classroom_id } },
+    el('strong', { class: 'alert-kind', text: alert.kind === 'dropped' ? t('stats.alert.kind.dropped') : t('stats.alert.kind.not_started') }),
+    el('span', { class: 'alert-text', text }),
+    el('span', { class: 'alert-since', text: t('stats.alert.since', { time: timeOnly.format(since), minutes }) }),
+  );
+}
+
+function renderAlerts(answer) {
+  state.lastAlerts = answer.items;
+  const serverTime = new Date(answer.server_time);
+  $('stats-link').href = lang === 'en' ? '/admin/stats?lang=en' : '/admin/stats';
+  const box = $('live-alerts');
+  box.dataset.count = String(answer.items.length);
+  $('live-alerts-list').replaceChildren(...answer.items.map((a) => alertItem(a, serverTime)));
+  const summary = answer.items.length ? t('stats.alert.count', { count: answer.items.length }) : t('stats.alert.none');
+  if ($('live-alerts-summary').textContent !== summary) $('live-alerts-summary').textContent = summary;
+}
+
 async function pollLive() {
   const generation = liveGeneration;
   try {
-    const [live, open] = await Promise.all([
+    const [live, open, alerts] = await Promise.all([
       api.get('/lessons', { state: 'live', limit: 50 }),
       api.get('/lessons', { state: 'open', limit: 50 }),
+      api.get('/alerts'),
     ]);
     const lessons = [...live.items, ...open.items];
     const states = await Promise.all(
@@ -1119,6 +1156,7 @@ async function pollLive() {
       ),
     );
     if (generation !== liveGeneration) return; // left the section meanwhile
+    renderAlerts(alerts);
     state.lastLive = lessons.map((lesson, i) => ({ lesson, live: states[i] }));
     state.liveUpdates += 1;
     const cards = $('live-cards');
@@ -1370,6 +1408,9 @@ window.tongbuAdmin = {
   },
   get lastLive() {
     return state.lastLive;
+  },
+  get alerts() {
+    return state.lastAlerts;
   },
   get section() {
     return current;
