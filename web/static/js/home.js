@@ -14,6 +14,7 @@
 // go live. Tests read `window.tongbuHome`.
 
 import { ApiError, api, loadCatalogue, pageLang } from './api.js';
+import { ownClassroomIds } from './live_entry.js';
 import { mountNav, withLang } from './nav.js';
 import { requireSession } from './session.js';
 
@@ -34,11 +35,11 @@ window.tongbuHome = { state: 'loading', role: null, lessons: [] };
 /**
  * The links a lesson offers this user: [{kind: 'teach'|'room'|'watch', href, room?}].
  * Mirrors the server's rules (docs/api.md, join tokens), so a button never leads to a
- * refusal; `own` is the set of the user's school's classroom ids.
+ * refusal; `own` is the set of classroom ids whose seat the user may take (null: any).
  */
 export function lessonActions(lesson, user, own) {
   const admin = user.role === 'admin';
-  const mine = (room) => admin || own.has(room.classroom_id);
+  const mine = (room) => own === null || own.has(room.classroom_id);
   const actions = [];
   const main = lesson.rooms.find((r) => r.role === 'main');
   const teaches =
@@ -87,18 +88,13 @@ async function loadLessons(user) {
       api.get('/lessons', { from: today.toISOString(), to: horizon.toISOString(), limit: PAGE_SIZE }),
     );
   }
-  const schoolAccount = !['admin', 'reviewer'].includes(user.role);
-  const [pages, classrooms] = await Promise.all([
-    Promise.all(queries),
-    schoolAccount ? api.get('/classrooms') : Promise.resolve({ items: [] }),
-  ]);
+  const [pages, own] = await Promise.all([Promise.all(queries), ownClassroomIds(user)]);
   const byId = new Map();
   let truncated = false;
   for (const page of pages) {
     truncated ||= page.total > page.items.length;
     for (const lesson of page.items) if (SHOWN_STATES.has(lesson.state)) byId.set(lesson.id, lesson);
   }
-  const own = new Set(classrooms.items.map((c) => c.id));
   return { lessons: [...byId.values()], own, truncated };
 }
 
@@ -217,7 +213,7 @@ function render(user, { lessons, own, truncated }) {
   status.textContent = truncated ? t('home.truncated', { count: PAGE_SIZE }) : '';
   status.dataset.status = 'ready';
   window.tongbuHome.state = 'ready';
-  const signature = JSON.stringify([dayKey(new Date()), [...own], lessons]);
+  const signature = JSON.stringify([dayKey(new Date()), own && [...own], lessons]);
   if (signature === drawn) return;
   drawn = signature;
   const shown = [];

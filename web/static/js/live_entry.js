@@ -81,6 +81,19 @@ export function closedLesson(t, lesson) {
   return null;
 }
 
+/**
+ * The classrooms whose seat this user may take in a lesson: a device account its own one
+ * classroom, school staff their school's (GET /classrooms), a reviewer none; null for an
+ * admin, who may take any. (A device made before devices were bound to a classroom has
+ * no `classroom_id` and falls back to its school's, as the server then does.)
+ */
+export async function ownClassroomIds(user) {
+  if (user.role === 'admin') return null;
+  if (user.role === 'reviewer') return new Set();
+  if (user.role === 'device' && user.classroom_id != null) return new Set([user.classroom_id]);
+  return new Set((await api.get('/classrooms')).items.map((c) => c.id));
+}
+
 /** Roles that may open, start and end a lesson (the server still checks which one). */
 export function mayRunLessons(user) {
   return Boolean(user) && ['admin', 'school_admin', 'teacher'].includes(user.role);

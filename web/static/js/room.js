@@ -17,6 +17,7 @@ import {
   closedLesson,
   entryRefusal,
   mintJoinToken,
+  ownClassroomIds,
   rememberRejoinToken,
   takeFragmentToken,
 } from './live_entry.js';
@@ -424,11 +425,8 @@ async function chooseClassroom(lesson) {
     });
     return null;
   }
-  let mine = receiving;
-  if (session.user.role !== 'admin') {
-    const own = new Set((await api.get('/classrooms')).items.map((c) => c.id));
-    mine = receiving.filter((r) => own.has(r.classroom_id));
-  }
+  const own = await ownClassroomIds(session.user);
+  const mine = own === null ? receiving : receiving.filter((r) => own.has(r.classroom_id));
   if (mine.length === 1) {
     // Into the address bar, so a reload or a bookmark comes back to the same room.
     const query = new URLSearchParams(window.location.search);
