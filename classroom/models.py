@@ -45,7 +45,7 @@ class UserRole(StrEnum):
     SCHOOL_ADMIN = "school_admin"
     TEACHER = "teacher"
     REVIEWER = "reviewer"
-    DEVICE = "device"  # a classroom box (agent) acting for its school's classrooms
+    DEVICE = "device"  # a classroom box (agent): its classroom's own account
 
 
 # ---------------------------------------------------------------- domain errors
@@ -272,6 +272,10 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(sa.String(200), default="")
     role: Mapped[str] = mapped_column(sa.String(16))
     school_id: Mapped[int | None] = mapped_column(sa.ForeignKey("schools.id"))
+    # A device account is one classroom's own credentials (revision 0008): it reads, lists
+    # and joins that classroom's lessons only, and its school is the classroom's. Devices
+    # made before 0008 have none and are refused until an admin binds them.
+    classroom_id: Mapped[int | None] = mapped_column(sa.ForeignKey("classrooms.id"))
     password_hash: Mapped[str] = mapped_column(sa.String(200))
     disabled: Mapped[bool] = mapped_column(default=False)
     failed_logins: Mapped[int] = mapped_column(default=0)

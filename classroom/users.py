@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from classroom.models import (
     ApiToken,
+    Classroom,
     Conflict,
     DomainError,
     InvalidInput,
@@ -77,19 +78,25 @@ async def create_user(
     role: UserRole | str,
     display_name: str = "",
     school_id: int | None = None,
+    classroom_id: int | None = None,
 ) -> User:
+    """A new account; commits. A device account names its classroom, and its school is
+    that classroom's (`school_id`, when given too, must agree)."""
     try:
         role = UserRole(role)
     except ValueError:
         raise InvalidInput(f"unknown role {role!r}", field="role") from None
     check_password_rules(username, password)
-    if school_id is not None and await db.get(School, school_id) is None:
+    if role == UserRole.DEVICE or classroom_id is not None:
+        school_id = (await device_classroom(db, role, classroom_id, school_id)).school_id
+    elif school_id is not None and await db.get(School, school_id) is None:
         raise NotFound(f"no school {school_id}", field="school_id")
     user = User(
         username=username,
         display_name=display_name or username,
         role=role.value,
         school_id=school_id,
+        classroom_id=classroom_id,
         password_hash=await hash_password(password),
     )
     db.add(user)
@@ -99,6 +106,31 @@ async def create_user(
         await db.rollback()
         raise Conflict(f"username {username!r} is taken", field="username") from None
     return user
+
+
+async def device_classroom(
+    db: AsyncSession, role: UserRole | str, classroom_id: int | None, school_id: int | None
+) -> Classroom:
+    """The classroom a device account is bound to, checked: only devices are bound, every
+    device is, to an existing active classroom, in `school_id` when that is given."""
+    if role != UserRole.DEVICE:
+        raise InvalidInput("only a device account is bound to a classroom", field="classroom_id")
+    if classroom_id is None:
+        raise InvalidInput(
+            "a device account is its classroom's own: name the classroom", field="classroom_id"
+        )
+    classroom = await db.get(Classroom, classroom_id)
+    if classroom is None:
+        raise NotFound(f"no classroom {classroom_id}", field="classroom_id")
+    if not classroom.active:
+        raise Conflict(f"classroom {classroom_id} is archived", field="classroom_id")
+    if school_id is not None and school_id != classroom.school_id:
+        raise InvalidInput(
+            f"classroom {classroom_id} is in school {classroom.school_id}, not {school_id}; "
+            "a device's school is its classroom's",
+            field="school_id",
+        )
+    return classroom
 
 
 async def get_user_by_name(db: AsyncSession, username: str) -> User | None:
@@ -246,16 +278,37 @@ async def update_user(
     school_id: int | None = None,
     clear_school: bool = False,
     disabled: bool | None = None,
+    classroom_id: int | None = None,
 ) -> User:
-    """Change the given fields; commits. The caller decides who may change what."""
+    """Change the given fields; commits. The caller decides who may change what.
+
+    A device stays bound to a classroom: binding one (`classroom_id`) moves it to the
+    classroom's school, and moving it to another school needs a classroom there. A user
+    who stops being a device loses the binding. Everything is checked before anything
+    changes.
+    """
     if role is not None:
         try:
-            user.role = UserRole(role).value
+            role = UserRole(role)
         except ValueError:
             raise InvalidInput(f"unknown role {role!r}", field="role") from None
+    new_role = role or UserRole(user.role)
+    bound = classroom_id
+    if new_role == UserRole.DEVICE and bound is None and user.classroom_id is not None:
+        keeps_school = school_id is None or school_id == user.school_id
+        bound = user.classroom_id if keeps_school else None
+    if new_role == UserRole.DEVICE and (
+        bound is not None or role is not None or school_id is not None
+    ):
+        school_id = (await device_classroom(db, new_role, bound, school_id)).school_id
+    elif classroom_id is not None:
+        await device_classroom(db, new_role, classroom_id, school_id)  # raises: not a device
+    if school_id is not None and await db.get(School, school_id) is None:
+        raise NotFound(f"no school {school_id}", field="school_id")
+    if role is not None:
+        user.role = role.value
+    user.classroom_id = bound if new_role == UserRole.DEVICE else None
     if school_id is not None:
-        if await db.get(School, school_id) is None:
-            raise NotFound(f"no school {school_id}", field="school_id")
         user.school_id = school_id
     elif clear_school:
         user.school_id = None

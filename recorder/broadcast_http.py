@@ -5,10 +5,18 @@ Plain files, so any number of viewers costs the media router nothing; a cache or
 front works as for any HLS origin (the playlist says no-cache, segments never change).
 
 Who may watch: a public broadcast (a `famous_school` lesson marked broadcast) anyone,
-without signing in; any other broadcast lesson a signed-in user, by the pages' session
-cookie (same-origin requests carry it, hls.js included) or an API bearer token (scripts;
-hls.js can send it with `xhrSetup`). A lesson that is not broadcast has no playlist: 404,
+without signing in; any other broadcast lesson whoever may read the lesson (the lesson read
+rule of signaling/auth.py: admins, reviewers, staff of a school taking part, a device of a
+classroom in it), signed in by the pages' session cookie (same-origin requests carry it,
+hls.js included) or an API bearer token (scripts; hls.js can send it with `xhrSetup`).
+Anyone else signed in gets 403. A lesson that is not broadcast has no playlist: 404,
 whatever files might exist.
+
+The pictures and voices of a private broadcast are those of minors, so each signed-in
+viewer's first access to a lesson is audited (`broadcast.watch`; a refusal as
+`permission.denied`), once per viewer and lesson in this process, not per segment. The
+verdict is remembered per viewer and lesson for VIEWER_TTL, so a segment costs the
+credential's lookup and a dictionary hit, nothing more.
 
 lesson.json exists because the REST API's GET /lessons/{id} is for school staff: an
 anonymous viewer of a public broadcast may not read it, yet needs the title, the teacher,
@@ -19,6 +27,7 @@ playlist, so it never reveals a lesson the caller could not watch.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -28,6 +37,7 @@ import msgspec
 import sqlalchemy as sa
 from aiohttp import web
 
+from classroom import audit
 from classroom.lessons import get_lesson
 from classroom.models import Lesson, LessonState, Recording, RecordingState, RoomRole, User
 from recorder.broadcast import BROADCASTS, Access, Broadcasts, is_public, live_path
@@ -35,8 +45,10 @@ from recorder.hls_live import PLAYLIST_NAME, SEGMENT_PATTERN
 from recorder.library import can_view
 from signaling.api_schemas import ApiError
 from signaling.appkeys import DB
-from signaling.auth import current_user, optional_user
+from signaling.auth import Credential, can_read_lesson, current_credential, optional_user
 from signaling.errors import ErrorCode
+
+logger = logging.getLogger(__name__)
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 SEGMENT_TYPE = "video/mp2t"
@@ -45,6 +57,10 @@ _LESSON_ID = re.compile(r"^[1-9]\d{0,17}$")
 # A public broadcast may have thousands of viewers, each page asking every few seconds
 # whether the lesson started or ended: the database answers once per lesson this often.
 LESSON_FACTS_TTL = 2.0  # s
+# How long a private broadcast viewer's verdict is reused before the lesson's rooms are
+# asked again (a pairing or a role changed); a disabled account ends at once regardless.
+VIEWER_TTL = 30.0  # s
+MAX_VIEWERS = 100_000  # remembered (viewer, lesson) verdicts; beyond, forgotten at once
 
 
 class BroadcastLessonOut(msgspec.Struct, kw_only=True):
@@ -89,17 +105,85 @@ async def _access(request: web.Request, broadcasts: Broadcasts, lesson_id: int) 
         return broadcasts.remember_access(lesson_id, bool(lesson.broadcast), str(lesson.kind))
 
 
+@dataclass
+class _Verdict:
+    """Whether a signed-in viewer may watch a private broadcast, and what was audited."""
+
+    allowed: bool
+    checked_at: float  # monotonic
+    watch_audited: bool = False
+    refusal_audited: bool = False
+
+
+VIEWERS = web.AppKey("broadcast_viewers", dict[tuple[int, int], _Verdict])
+
+
 async def _check_watcher(
-    access: Access | None, lesson_id: int, request: web.Request
+    access: Access | None, lesson_id: int, request: web.Request, lesson: Lesson | None = None
 ) -> User | None:
     """Raise 404 for a lesson that is not broadcast, 401 for an anonymous caller of a
-    private one; the one rule for the playlist, its segments and lesson.json. Returns the
-    private broadcast's viewer (a public one's is not looked up: None)."""
+    private one, 403 for a signed-in one who may not read the lesson; the one rule for
+    the playlist, its segments and lesson.json. Returns the private broadcast's viewer (a
+    public one's is not looked up: None)."""
     if access is None or not access.broadcast:
         raise ApiError(404, ErrorCode.NOT_FOUND, f"lesson {lesson_id} is not broadcast")
     if access.public:
         return None
-    return await current_user(request)  # the session cookie or a bearer token; else 401
+    credential = await current_credential(request)  # the cookie or a bearer token; else 401
+    return await _check_private_viewer(request, credential, lesson_id, lesson)
+
+
+async def _check_private_viewer(
+    request: web.Request, credential: Credential, lesson_id: int, lesson: Lesson | None
+) -> User:
+    """The lesson read rule, remembered per viewer and lesson for VIEWER_TTL, and the
+    viewer's first access (or first refusal) audited. On the segment path: keep it cheap."""
+    user = credential.user
+    viewers = request.app[VIEWERS]
+    key = (lesson_id, user.id)
+    now = time.monotonic()
+    verdict = viewers.get(key)
+    if verdict is None or now - verdict.checked_at >= VIEWER_TTL:
+        if lesson is None:
+            lesson = (await _lesson_facts(request, lesson_id)).lesson
+        allowed = lesson is not None and can_read_lesson(user, lesson)
+        if verdict is None:
+            if len(viewers) >= MAX_VIEWERS:
+                viewers.clear()  # some viewers are audited twice; memory stays bounded
+            verdict = viewers[key] = _Verdict(allowed, now)
+        else:
+            verdict.allowed, verdict.checked_at = allowed, now
+    if verdict.allowed and not verdict.watch_audited:
+        verdict.watch_audited = True  # before the write: a concurrent request skips it
+        await _audit(request, credential, "broadcast.watch", lesson_id, {})
+    if verdict.allowed:
+        return user
+    reason = f"lesson {lesson_id} is not one you may watch"
+    if not verdict.refusal_audited:
+        verdict.refusal_audited = True
+        await _audit(request, credential, "permission.denied", lesson_id, {"reason": reason})
+    raise ApiError(403, ErrorCode.FORBIDDEN, reason)
+
+
+async def _audit(
+    request: web.Request,
+    credential: Credential,
+    action: str,
+    lesson_id: int,
+    detail: dict[str, str],
+) -> None:
+    detail = {
+        "route": f"GET /live/{lesson_id}/{request.match_info.get('name', LESSON_NAME)}",
+        "via": credential.kind,
+        **detail,
+    }
+    try:
+        async with request.app[DB]() as db:
+            await audit.record(
+                db, credential.user, action, f"lesson:{lesson_id}", detail, request.remote
+            )
+    except Exception:  # the answer stands even if its trace cannot be written
+        logger.exception("could not audit %s of lesson %s", action, lesson_id)
 
 
 async def live_file(request: web.Request) -> web.StreamResponse:
@@ -198,7 +282,7 @@ async def lesson_info(request: web.Request) -> web.Response:
         access = None
         if lesson is not None:
             access = broadcasts.remember_access(lesson_id, bool(lesson.broadcast), lesson.kind)
-        user = await _check_watcher(access, lesson_id, request)
+        user = await _check_watcher(access, lesson_id, request, lesson)
         if user is None:  # a public broadcast: a signed-in viewer may see more replays
             user = await optional_user(request)
     except ApiError as exc:
@@ -234,6 +318,7 @@ async def lesson_info(request: web.Request) -> web.Response:
 
 def add_live_routes(app: web.Application) -> None:
     app[LESSON_FACTS] = {}
+    app[VIEWERS] = {}
     # lesson.json first: the generic route below would take it for a file name.
     app.router.add_get("/live/{lesson_id}/" + LESSON_NAME, lesson_info)
     app.router.add_get("/live/{lesson_id}/{name}", live_file)

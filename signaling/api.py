@@ -54,6 +54,7 @@ from signaling.auth import (
     lesson_main_school_id,
     optional_credential,
     require,
+    require_bound_device,
     require_school,
 )
 from signaling.errors import ErrorCode
@@ -112,6 +113,7 @@ def _user_out(user: User) -> s.UserOut:
         display_name=user.display_name,
         role=user.role,  # type: ignore[arg-type]
         school_id=user.school_id,
+        classroom_id=user.classroom_id,
         disabled=user.disabled,
         locked_until=user.locked_until if users.is_locked(user) else None,
     )
@@ -364,6 +366,18 @@ def _check_grant(actor: User, role: str, school_id: int | None) -> None:
         )
 
 
+async def _school_of_account(
+    db: AsyncSession, school_id: int | None, classroom_id: int | None
+) -> int | None:
+    """The school an account is to belong to: a device's is its classroom's."""
+    if classroom_id is None:
+        return school_id
+    classroom = await schools.get_classroom(db, classroom_id)
+    if classroom is None:
+        raise NotFound(f"no classroom {classroom_id}", field="classroom_id")
+    return classroom.school_id
+
+
 async def _managed_user(call: Call, db: AsyncSession) -> User:
     target = await db.get(User, call.id())
     if target is None:
@@ -387,10 +401,20 @@ async def list_users(call: Call) -> s.UserList:
 
 
 async def create_user(call: Call) -> s.UserOut:
-    """Create an account. A school admin creates teachers and devices of their school."""
+    """Create an account. A school admin creates teachers and devices of their school; a
+    device names its classroom (`classroom_id`) and belongs to that classroom's school."""
     body: s.UserIn = call.body
-    _check_grant(call.me, body.role, body.school_id)
+    if body.role == UserRole.DEVICE and body.classroom_id is None:
+        raise ApiError(
+            400,
+            ErrorCode.INVALID_BODY,
+            "a device account is its classroom's own: name the classroom",
+            field="classroom_id",
+        )
     async with call.db() as db:
+        _check_grant(
+            call.me, body.role, await _school_of_account(db, body.school_id, body.classroom_id)
+        )
         user = await users.create_user(
             db,
             username=body.username,
@@ -398,13 +422,19 @@ async def create_user(call: Call) -> s.UserOut:
             role=body.role,
             display_name=body.display_name,
             school_id=body.school_id,
+            classroom_id=body.classroom_id,
         )
         await audit.record(
             db,
             call.me,
             "user.created",
             f"user:{user.username}",
-            {"id": user.id, "role": user.role, "school_id": user.school_id},
+            {
+                "id": user.id,
+                "role": user.role,
+                "school_id": user.school_id,
+                "classroom_id": user.classroom_id,
+            },
             call.remote,
         )
     return _user_out(user)
@@ -422,7 +452,10 @@ async def update_user(call: Call) -> s.UserOut:
     async with call.db() as db:
         target = await _managed_user(call, db)
         if target.id == call.me.id and (
-            body.disabled or body.role not in (None, target.role) or body.school_id is not None
+            body.disabled
+            or body.role not in (None, target.role)
+            or body.school_id is not None
+            or body.classroom_id is not None
         ):
             raise ApiError(
                 400, ErrorCode.INVALID_BODY, "you may not disable or move your own account"
@@ -431,7 +464,8 @@ async def update_user(call: Call) -> s.UserOut:
             users.check_password_rules(target.username, body.password)
         role = body.role or target.role
         school_id = body.school_id if body.school_id is not None else target.school_id
-        if body.role is not None or body.school_id is not None:
+        school_id = await _school_of_account(db, school_id, body.classroom_id)
+        if body.role is not None or body.school_id is not None or body.classroom_id is not None:
             _check_grant(call.me, role, school_id)
         changes = {
             f: v
@@ -445,6 +479,7 @@ async def update_user(call: Call) -> s.UserOut:
             role=body.role,
             school_id=body.school_id,
             disabled=body.disabled,
+            classroom_id=body.classroom_id,
         )
         if body.password is not None:
             await users.set_password(db, target, body.password)
@@ -557,8 +592,32 @@ async def list_pairings(call: Call) -> s.PairingList:
     return s.PairingList(items=[_pairing_out(p) for p in rows])
 
 
+ACROSS_SCHOOLS = "pairings across schools are made by the district admin (教育局)"
+
+
+async def _require_rooms_of_school(
+    call: Call, db: AsyncSession, ids: list[int], why: str = ACROSS_SCHOOLS
+) -> None:
+    """403 unless every classroom of `ids` that exists is in the school admin's school.
+
+    A pairing books its classrooms' time, lesson after lesson: pairing a classroom of
+    another school takes that school's rooms without asking it. Pairings across schools
+    (专递课堂 between a city and a rural school, the usual case) are the district admin's
+    (教育局) to make and change; a school admin pairs the classrooms of their school only.
+    Unknown ids are left to the register's own 404, after this check.
+    """
+    if is_admin(call.me):
+        return
+    school_of = await _school_of_classrooms(db, ids)
+    foreign = sorted({c for c in ids if c in school_of and school_of[c] != call.me.school_id})
+    if foreign:
+        listed = ", ".join(map(str, foreign))
+        raise forbidden(f"classroom {listed} is not your school's; {why}")
+
+
 async def create_pairing(call: Call) -> s.PairingOut:
-    """Admins pair any classrooms; a school admin pairs a main classroom of their school."""
+    """Admins pair any classrooms; a school admin pairs classrooms of their school only
+    (see _require_rooms_of_school)."""
     body: s.PairingIn = call.body
     async with call.db() as db:
         if not is_admin(call.me):
@@ -566,6 +625,7 @@ async def create_pairing(call: Call) -> s.PairingOut:
             if main is None:
                 raise NotFound(f"no classroom {body.main_classroom_id}", field="main_classroom_id")
             require_school(call.me, main.school_id)
+            await _require_rooms_of_school(call, db, body.receiving_classroom_ids)
         pairing = await schools.create_pairing(
             db,
             name=body.name,
@@ -674,7 +734,8 @@ async def delete_classroom(call: Call) -> s.Deleted:
 
 
 async def _own_pairing(call: Call, db: AsyncSession) -> Pairing:
-    """The pairing, if the caller may change it: its main classroom is of their school."""
+    """The pairing, if the caller may change it: an admin any; a school admin one whose
+    classrooms are all of their school (one across schools is the district admin's)."""
     pairing = await schools.get_pairing(db, call.id())
     if pairing is None:
         raise _not_found("pairing", call.id())
@@ -682,6 +743,7 @@ async def _own_pairing(call: Call, db: AsyncSession) -> Pairing:
         school_of = await _school_of_classrooms(db, [pairing.main_classroom_id])
         if not can_schedule(call.me, school_of.get(pairing.main_classroom_id)):
             raise forbidden(f"pairing {pairing.id} is not taught from your school")
+        await _require_rooms_of_school(call, db, _pairing_classrooms(pairing))
     return pairing
 
 
@@ -697,6 +759,7 @@ async def update_pairing(call: Call) -> s.PairingOut:
             if main is None:
                 raise NotFound(f"no classroom {new_main}", field="main_classroom_id")
             require_school(call.me, main.school_id)
+        await _require_rooms_of_school(call, db, sent.get("receiving_classroom_ids") or [])
         pairing, changes = await schools.update_pairing(db, pairing.id, **sent)
         await _audit_change(call, db, "pairing_updated", f"pairing:{pairing.id}", changes)
     return _pairing_out(pairing)
@@ -717,8 +780,9 @@ async def delete_pairing(call: Call) -> s.Deleted:
 
 async def list_lessons(call: Call) -> s.LessonPage:
     """Lessons by planned start; `from`/`to` select those overlapping the window. School
-    staff and devices see the lessons their school takes part in; reviewers, who may watch
-    any lesson, see every lesson (so their home page can list what is live)."""
+    staff see the lessons their school takes part in, a device those of its classroom;
+    reviewers, who may watch and read any lesson, see every lesson (so their home page
+    can list what is live)."""
     q: s.LessonQuery = call.query
     state = LessonState(q.state) if q.state else None
     async with call.db() as db:
@@ -732,23 +796,28 @@ async def list_lessons(call: Call) -> s.LessonPage:
                 limit=q.limit,
                 offset=q.offset,
             )
+        elif call.me.role == UserRole.DEVICE:
+            where = LessonRoom.classroom_id == (call.me.classroom_id or 0)
+            rows, total = await _lessons_with_room(db, where, q)
         else:
-            rows, total = await _school_lessons(db, call.me.school_id or 0, q)
+            where = Classroom.school_id == (call.me.school_id or 0)
+            rows, total = await _lessons_with_room(db, where, q)
         return s.LessonPage(
             items=[_lesson_out(x) for x in rows], total=total, limit=q.limit, offset=q.offset
         )
 
 
-async def _school_lessons(
-    db: AsyncSession, school_id: int, q: s.LessonQuery
+async def _lessons_with_room(
+    db: AsyncSession, where: sa.ColumnElement[bool], q: s.LessonQuery
 ) -> tuple[list[Lesson], int]:
-    """lessons.list_lessons, narrowed to lessons with a room in `school_id`."""
-    in_school = (
+    """lessons.list_lessons, narrowed to lessons with a room matching `where` (on
+    LessonRoom and its Classroom): a school's, or a device's one classroom."""
+    rooms = (
         sa.select(LessonRoom.lesson_id)
         .join(Classroom, Classroom.id == LessonRoom.classroom_id)
-        .where(Classroom.school_id == school_id)
+        .where(where)
     )
-    query = sa.select(Lesson).where(Lesson.id.in_(in_school))
+    query = sa.select(Lesson).where(Lesson.id.in_(rooms))
     if q.state is not None:
         query = query.where(Lesson.state == q.state)
     if q.pairing_id is not None:
@@ -817,7 +886,8 @@ async def _readable_lesson(call: Call, db: AsyncSession) -> Lesson:
     if lesson is None:
         raise _not_found("lesson", call.id())
     if not can_read_lesson(call.me, lesson):
-        raise forbidden(f"lesson {lesson.id} has no classroom of your school")
+        yours = "your classroom" if call.me.role == UserRole.DEVICE else "your school"
+        raise forbidden(f"lesson {lesson.id} has no classroom of {yours}")
     return lesson
 
 
@@ -840,6 +910,16 @@ async def update_lesson(call: Call) -> s.LessonOut:
             raise forbidden(f"lesson {lesson_id} is not scheduled from your school")
         if sent.get("teacher_user_id") is not None:
             await _check_teacher_account(db, sent["teacher_user_id"], main_school or 0)
+        if "receiving_classroom_ids" in sent and not is_admin(call.me):
+            # Another school's room comes into a lesson only by its pairing, which the
+            # district admin made: a school admin adds no other school's room by hand.
+            pairing = await schools.get_pairing(db, lesson.pairing_id)
+            agreed = {r.classroom_id for r in lesson.rooms}
+            agreed |= set(_pairing_classrooms(pairing)) if pairing is not None else set()
+            added = [c for c in sent["receiving_classroom_ids"] if c not in agreed]
+            await _require_rooms_of_school(
+                call, db, added, "a lesson takes other schools' rooms from its pairing"
+            )
         live = call.request.app.get(LIVE)
         if (
             "receiving_classroom_ids" in sent
@@ -920,9 +1000,10 @@ async def create_join_token(call: Call) -> s.JoinTokenOut:
     """A signed token for one room (main/receiving) or a watcher to join over /ws/v1.
 
     Main and receiving tokens name a classroom of the lesson in that role; school staff
-    and devices get them only for their own school's classrooms, and a teacher the main
-    room's only when they may run the lesson. Watch tokens name none: reviewers get them
-    for any lesson, school staff for lessons their school takes part in.
+    get them only for their own school's classrooms, a device only for its own classroom,
+    and a teacher the main room's only when they may run the lesson. Watch tokens name
+    none: reviewers get them for any lesson, school staff for lessons their school takes
+    part in.
     """
     body: s.JoinTokenIn = call.body
     user = call.me
@@ -938,8 +1019,13 @@ async def create_join_token(call: Call) -> s.JoinTokenOut:
             require(user, UserRole.SCHOOL_ADMIN, UserRole.TEACHER, UserRole.REVIEWER)
         else:
             require(user, UserRole.SCHOOL_ADMIN, UserRole.TEACHER, UserRole.DEVICE)
-        if user.role != UserRole.REVIEWER and not can_read_lesson(user, lesson):
-            raise forbidden(f"lesson {lesson_id} has no classroom of your school")
+        if not can_read_lesson(user, lesson):
+            yours = "your classroom" if user.role == UserRole.DEVICE else "your school"
+            raise forbidden(f"lesson {lesson_id} has no classroom of {yours}")
+        if user.role == UserRole.DEVICE and body.classroom_id != user.classroom_id:
+            raise forbidden(
+                f"this device is classroom {user.classroom_id}'s; it joins as that room only"
+            )
         if lesson.state in (LessonState.ENDED, LessonState.CANCELLED):
             raise ApiError(409, ErrorCode.LESSON_ENDED, f"the lesson is {lesson.state}")
         if role == JoinRole.WATCH:
@@ -1002,7 +1088,8 @@ async def create_join_token(call: Call) -> s.JoinTokenOut:
 
 
 async def get_live(call: Call) -> LiveLessonState:
-    """Who is connected, link quality, tracks and forwarding counters of a live lesson."""
+    """Who is connected, link quality, tracks and forwarding counters of a live lesson:
+    for admins, reviewers (read-only, as GET /lessons/{id}) and the lesson's schools' staff."""
     lesson_id = call.id()
     if not is_admin(call.me):
         async with call.db() as db:
@@ -1299,7 +1386,7 @@ ROUTES: tuple[Route, ...] = (
         get_lesson,
         "Get a lesson",
         "lessons",
-        roles=_SCHOOL,
+        roles=(*_SCHOOL, UserRole.REVIEWER),
         response=s.LessonOut,
     ),
     Route(
@@ -1375,7 +1462,7 @@ ROUTES: tuple[Route, ...] = (
         get_live,
         "Live state of a lesson",
         "lessons",
-        roles=_STAFF,
+        roles=(*_STAFF, UserRole.REVIEWER),
         response=LiveLessonState,
     ),
     *schedule_api.ROUTES,  # the scheduler's next steps; a classroom box's own lessons
@@ -1564,6 +1651,8 @@ def _endpoint(route: Route) -> Any:
                 credential = await current_credential(request)
                 check_csrf(request, credential)
                 require(credential.user, *route.roles)
+                if route.roles != ANY_USER:  # who one is stays readable, nothing else
+                    require_bound_device(credential.user)
             elif route.optional_auth:
                 credential = await optional_credential(request)
                 check_csrf(request, credential)

@@ -65,6 +65,8 @@ class UserOut(Response):
     display_name: str
     role: UserRoleName
     school_id: int | None
+    # A device account's classroom; null for other roles (and unbound older devices).
+    classroom_id: int | None = None
     disabled: bool = False
     # Set while the account is locked after repeated wrong passwords.
     locked_until: datetime | None = None
@@ -111,8 +113,10 @@ class UserIn(Request):
     password: Password
     role: UserRoleName
     display_name: Annotated[str, Meta(max_length=200)] = ""
-    # Required for school_admin, teacher and device accounts.
+    # Required for school_admin and teacher accounts; a device's is its classroom's.
     school_id: Id | None = None
+    # Required for device accounts, and only for them: the classroom the box is.
+    classroom_id: Id | None = None
 
 
 class UserPatch(Request):
@@ -122,6 +126,8 @@ class UserPatch(Request):
     display_name: Annotated[str, Meta(max_length=200)] | None = None
     role: UserRoleName | None = None
     school_id: Id | None = None
+    # Binds a device account to its classroom (and moves it to the classroom's school).
+    classroom_id: Id | None = None
     disabled: bool | None = None
     password: Password | None = None
 

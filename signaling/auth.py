@@ -15,9 +15,11 @@ Roles and their reach (the permission table in docs/api.md is the reference):
   lessons whose main classroom is theirs; reads what any of their classrooms takes part in;
 - teacher: reads their school's lessons; runs (open/start/end, main join token) those
   taught from their school, and only their own when the lesson names its teacher account;
-- reviewer: the library, and watch tokens (教研 observes lessons live);
-- device: a classroom box: reads its school's lessons and mints join tokens for its
-  school's classrooms.
+- reviewer: the library, and every lesson read-only: lists, single lessons, their live
+  state, watch tokens and private broadcasts (教研 observes and reviews district-wide);
+- device: a classroom box, bound to one classroom (users.classroom_id): reads and joins
+  that classroom's lessons only. A device bound to none (made before revision 0008) is
+  refused everything but who it is, until an admin binds it.
 """
 
 from __future__ import annotations
@@ -172,6 +174,21 @@ def require(user: User, *roles: UserRole) -> None:
     raise forbidden(f"the {user.role} role may not do this")
 
 
+def unbound_device(user: User) -> bool:
+    """A device account bound to no classroom: refused until an admin binds it."""
+    return user.role == UserRole.DEVICE and user.classroom_id is None
+
+
+def require_bound_device(user: User) -> None:
+    """403, saying what to do, for a device account bound to no classroom."""
+    if unbound_device(user):
+        raise forbidden(
+            f"device account {user.username!r} is bound to no classroom; an admin must bind "
+            f"it to its classroom (PATCH /api/v1/users/{user.id} "
+            '{"classroom_id": …} or `tongbu admin bind-device`)'
+        )
+
+
 def require_school(user: User, school_id: int) -> None:
     """403 unless the user is an admin or belongs to `school_id`: schools manage their own."""
     if is_admin(user) or (user.school_id is not None and user.school_id == school_id):
@@ -192,11 +209,16 @@ def lesson_main_school_id(lesson: Lesson) -> int | None:
 
 
 def can_read_lesson(user: User, lesson: Lesson) -> bool:
-    """Admins every lesson; school staff and devices those their school takes part in."""
-    if is_admin(user):
+    """The lesson read rule: admins and reviewers every lesson; school staff those their
+    school takes part in; a device those its classroom takes part in."""
+    if is_admin(user) or user.role == UserRole.REVIEWER:
         return True
-    if user.role in (UserRole.SCHOOL_ADMIN, UserRole.TEACHER, UserRole.DEVICE):
+    if user.role in (UserRole.SCHOOL_ADMIN, UserRole.TEACHER):
         return user.school_id is not None and user.school_id in lesson_school_ids(lesson)
+    if user.role == UserRole.DEVICE:
+        return user.classroom_id is not None and any(
+            room.classroom_id == user.classroom_id for room in lesson.rooms
+        )
     return False
 
 

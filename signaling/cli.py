@@ -106,9 +106,27 @@ def _add_admin(subparsers: argparse._SubParsersAction) -> None:
         choices=["admin", "school_admin", "teacher", "reviewer", "device"],
     )
     create.add_argument("--school-id", type=int)
+    create.add_argument(
+        "--classroom",
+        type=int,
+        metavar="ID",
+        dest="classroom_id",
+        help="for --role device (required): the classroom this account is the box of; "
+        "the account belongs to that classroom's school",
+    )
     create.add_argument("--display-name", default="")
     add_settings_arguments(create)
     create.set_defaults(handler=_create_user)
+
+    bind = commands.add_parser(
+        "bind-device",
+        help="bind a device account to its classroom (devices made before binding existed "
+        "are refused until then)",
+    )
+    bind.add_argument("--username", required=True)
+    bind.add_argument("--classroom", type=int, metavar="ID", required=True, dest="classroom_id")
+    add_settings_arguments(bind)
+    bind.set_defaults(handler=_bind_device)
 
     issue = commands.add_parser(
         "issue-token", help="print a new API token for a user (valid until revoked)"
@@ -136,6 +154,15 @@ def _create_user(args: argparse.Namespace) -> int:
     from classroom.models import DomainError
     from classroom.users import create_user
 
+    if args.role == "device" and args.classroom_id is None:
+        print(
+            "tongbu: a device account is its classroom's own: give --classroom ID",
+            file=sys.stderr,
+        )
+        return 2
+    if args.role != "device" and args.classroom_id is not None:
+        print("tongbu: only a device account is bound to a classroom", file=sys.stderr)
+        return 2
     password = _password(args)
 
     async def run() -> int:
@@ -149,16 +176,58 @@ def _create_user(args: argparse.Namespace) -> int:
                     role=args.role,
                     display_name=args.display_name,
                     school_id=args.school_id,
+                    classroom_id=args.classroom_id,
                 )
-                await audit.record(
-                    db, "cli", "user_created", f"user:{user.username}", {"role": user.role}, None
-                )
+                detail = {
+                    "role": user.role,
+                    "school_id": user.school_id,
+                    "classroom_id": user.classroom_id,
+                }
+                await audit.record(db, "cli", "user_created", f"user:{user.username}", detail)
         except DomainError as exc:
             print(f"tongbu: {exc.message}", file=sys.stderr)
             return 1
         finally:
             await close_database(sessionmaker)
         print(f"created {user.role} {user.username} (id {user.id})")
+        return 0
+
+    return asyncio.run(run())
+
+
+def _bind_device(args: argparse.Namespace) -> int:
+    """Bind a device account to its classroom (and so to the classroom's school)."""
+    from classroom import audit
+    from classroom.db import close_database, open_database
+    from classroom.models import DomainError
+    from classroom.users import get_user_by_name, update_user
+
+    async def run() -> int:
+        sessionmaker = await open_database(settings_from_args(args).resolved_database_url)
+        try:
+            async with sessionmaker() as db:
+                user = await get_user_by_name(db, args.username)
+                if user is None:
+                    print(f"tongbu: no user {args.username!r}", file=sys.stderr)
+                    return 1
+                if user.role != "device":
+                    print(
+                        f"tongbu: {args.username!r} is a {user.role}, not a device", file=sys.stderr
+                    )
+                    return 1
+                before = user.classroom_id
+                await update_user(db, user, classroom_id=args.classroom_id)
+                detail = {"changes": {"classroom_id": [before, user.classroom_id]}}
+                await audit.record(db, "cli", "user.updated", f"user:{user.username}", detail)
+        except DomainError as exc:
+            print(f"tongbu: {exc.message}", file=sys.stderr)
+            return 1
+        finally:
+            await close_database(sessionmaker)
+        print(
+            f"bound device {user.username} to classroom {user.classroom_id} "
+            f"(school {user.school_id})"
+        )
         return 0
 
     return asyncio.run(run())

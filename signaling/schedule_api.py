@@ -34,7 +34,7 @@ from signaling.api_schemas import (
     Response,
 )
 from signaling.appkeys import SETTINGS
-from signaling.auth import forbidden, is_admin
+from signaling.auth import forbidden, is_admin, require_bound_device
 from signaling.errors import ErrorCode
 from signaling.openapi import Route
 from signaling.scheduler import ACTOR, SCHEDULER
@@ -53,7 +53,8 @@ ActionName = Literal["open", "end", "missed"]
 
 
 class DeviceLessonQuery(Request):
-    # Which of the school's classrooms this box is; all of them when left out (devices).
+    # A device's own classroom (its binding) when left out; another one is 403. Admins
+    # name the classroom whose box they stand in for.
     classroom_id: Id | None = None
     # Lessons whose planned time overlaps [from, to); open and live ones always. Default:
     # from now less the end grace, for seven days.
@@ -79,7 +80,7 @@ class DeviceLessonOut(Response):
 
 
 class DeviceTimetable(Response):
-    """A box's lessons by planned start, one item per lesson and classroom of its school."""
+    """A box's lessons by planned start, one item per lesson of its classroom."""
 
     server_time: datetime  # lets a box with a wrong clock wait by the server's
     scheduler: bool  # false: lessons open and end only by hand on this server
@@ -125,7 +126,7 @@ class SchedulerStatus(Response):
 
 
 async def my_lessons(call: Call) -> DeviceTimetable:
-    """A classroom box's lessons: scoped to the device's school (and `classroom_id`)."""
+    """A classroom box's lessons: those of the classroom its device account is bound to."""
     q: DeviceLessonQuery = call.query
     user = call.me
     app = call.request.app
@@ -142,18 +143,13 @@ async def my_lessons(call: Call) -> DeviceTimetable:
             raise ApiError(400, ErrorCode.INVALID_BODY, "name the classroom", field="classroom_id")
         room_filter = LessonRoom.classroom_id == q.classroom_id
     else:
-        if user.school_id is None:
-            raise forbidden("this device belongs to no school")
-        room_filter = Classroom.school_id == user.school_id
-        if q.classroom_id is not None:
-            room_filter = sa.and_(room_filter, LessonRoom.classroom_id == q.classroom_id)
-    async with call.db() as db:
-        if q.classroom_id is not None and not is_admin(user):
-            school_id = await db.scalar(
-                sa.select(Classroom.school_id).where(Classroom.id == q.classroom_id)
+        require_bound_device(user)
+        if q.classroom_id not in (None, user.classroom_id):
+            raise forbidden(
+                f"this device is classroom {user.classroom_id}'s, not classroom {q.classroom_id}'s"
             )
-            if school_id != user.school_id:
-                raise forbidden(f"classroom {q.classroom_id} is not in your school")
+        room_filter = LessonRoom.classroom_id == user.classroom_id
+    async with call.db() as db:
         rows = await db.execute(
             sa.select(
                 Lesson.id,

@@ -28,6 +28,7 @@ from classroom.lessons import (
 )
 from signaling import protocol
 from signaling.errors import ErrorCode
+from signaling.join_refusals import JoinRefusal, JoinRefusalLog
 from signaling.live_lesson import link_quality, now_utc
 from signaling.live_state import LinkQuality
 from signaling.protocol import ProtocolError
@@ -82,6 +83,7 @@ class SignalingSession:
         tokens: JoinTokens,
         ice_servers: tuple[str, ...],
         remote: str | None,
+        refusals: JoinRefusalLog | None = None,
     ) -> None:
         self.ws = ws
         self.id = secrets.token_urlsafe(9)
@@ -90,8 +92,10 @@ class SignalingSession:
         self.tokens = tokens
         self.ice_servers = ice_servers
         self.remote = remote
+        self.refusals = refusals  # None: refused joins are not audited (unit tests)
         self.lesson: LiveLesson | None = None
         self.claims: JoinClaims | None = None
+        self._knocking: JoinClaims | None = None  # a join's verified claims, before admission
         self.classroom_id: int | None = None
         self.role: str | None = None
         self.selection: set[str] | None = None
@@ -198,7 +202,15 @@ class SignalingSession:
         if isinstance(message, protocol.Join):
             if self.lesson is not None:
                 raise ProtocolError(ErrorCode.ALREADY_JOINED, "this socket has joined", message.id)
-            await self._join(message)
+            try:
+                await self._join(message)
+            except TokenError as exc:
+                await self._audit_refusal(message, exc.code, exc.message)
+                raise
+            except ProtocolError as exc:
+                if exc.fatal:
+                    await self._audit_refusal(message, exc.code, exc.message)
+                raise
             return
         if self.lesson is None or self.connection is None:
             raise ProtocolError(
@@ -226,6 +238,7 @@ class SignalingSession:
     async def _join(self, message: protocol.Join) -> None:
         role = JoinRole(message.role) if message.role else None
         claims = self.tokens.verify(message.token, lesson_id=message.lesson_id, role=role)
+        self._knocking = claims
         async with self.db() as db:
             roster = await load_roster(db, claims.lesson_id)
         if roster is None:
@@ -299,6 +312,23 @@ class SignalingSession:
         )
         await self.connection.negotiate()
         await lesson.reconcile()
+
+    async def _audit_refusal(self, message: protocol.Join, code: ErrorCode, reason: str) -> None:
+        """A `signaling.join_refused` row (rate-limited by the log): the token's claims
+        when it verified, else what the message claimed (the token's own are not trusted)."""
+        if self.refusals is None:
+            return
+        claims = self._knocking
+        refusal = JoinRefusal(
+            code=str(code),
+            message=reason,
+            lesson_id=claims.lesson_id if claims else message.lesson_id,
+            classroom_id=claims.classroom_id if claims else None,
+            role=claims.role.value if claims else message.role,
+            subject=claims.subject if claims else None,
+            remote=self.remote,
+        )
+        await self.refusals.record(self.db, refusal)
 
     def _on_publication(self, publication: Publication) -> None:
         lesson = self.lesson

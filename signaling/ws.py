@@ -7,10 +7,12 @@ import asyncio
 from aiohttp import web
 
 from signaling.appkeys import DB, LIVE, SETTINGS, TOKENS
+from signaling.join_refusals import JoinRefusalLog
 from signaling.live_registry import LiveLessonRegistry
 from signaling.session import MAX_FRAME_BYTES, SignalingSession
 
 REGISTRY = web.AppKey("live_registry", LiveLessonRegistry)
+JOIN_REFUSALS = web.AppKey("join_refusals", JoinRefusalLog)
 WS_PATH = "/ws/v1"
 
 
@@ -29,6 +31,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         tokens=app[TOKENS],
         ice_servers=app[SETTINGS].ice_servers,
         remote=request.remote,
+        refusals=app[JOIN_REFUSALS],
     )
     await session.run()
     return ws
@@ -47,5 +50,6 @@ def setup_signaling(app: web.Application) -> None:
     registry = LiveLessonRegistry()
     app[REGISTRY] = registry
     app[LIVE] = registry
+    app[JOIN_REFUSALS] = JoinRefusalLog()
     app.router.add_get(WS_PATH, websocket)
     app.on_shutdown.append(_close_sessions)

@@ -12,8 +12,9 @@ Fixtures (all function-scoped):
   secret key.
 - `app_client`: an aiohttp TestClient on signaling.app.create_app(settings), started.
 - `admin_headers`: {"Authorization": "Bearer ..."} for a fresh admin user of `app_client`.
-- `headers_for`: async factory `await headers_for(role, school_id=None, username=None)`
-  returning auth headers for a new user of that role in `app_client`'s database.
+- `headers_for`: async factory `await headers_for(role, school_id=None, username=None,
+  classroom_id=None)` returning auth headers for a new user of that role in `app_client`'s
+  database (a device names its classroom, and takes the classroom's school).
 - `lesson_factory`: async factory `await lesson_factory(receiving=2, start=None,
   kind="dedicated")` that creates, through the REST API as admin, a city school with a
   main classroom, `receiving` rural schools with one classroom each, their pairing and a
@@ -115,7 +116,10 @@ async def app_client(settings: Settings) -> AsyncIterator[TestClient]:
 @pytest.fixture
 def headers_for(app_client: TestClient) -> HeadersFor:
     async def make(
-        role: UserRole | str, school_id: int | None = None, username: str | None = None
+        role: UserRole | str,
+        school_id: int | None = None,
+        username: str | None = None,
+        classroom_id: int | None = None,
     ) -> dict[str, str]:
         async with app_client.app[DB]() as s:
             user = await create_user(
@@ -124,6 +128,7 @@ def headers_for(app_client: TestClient) -> HeadersFor:
                 password="correct horse battery",
                 role=role,
                 school_id=school_id,
+                classroom_id=classroom_id,
             )
             token = await issue_token(s, user, name="test")
         return {"Authorization": f"Bearer {token}"}

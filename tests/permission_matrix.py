@@ -7,14 +7,16 @@ route), and the source of the permission table in docs/api.md, which is generate
 reader trusts is exactly the one the tests prove.
 
 The world the rows run against, built through the API on a fresh database:
-- school A (city) with the main classroom, school B (rural) with the receiving classroom,
-  school C (another city school) with a classroom in nothing of A's or B's;
+- school A (city) with the main classroom, school B (rural) with the receiving classroom
+  and a second classroom B2 in no lesson, school C (another city school) with a classroom
+  in nothing of A's or B's;
 - pairing P1 (A → B), lesson L1 on it (scheduled, its teacher account is `t_own`), lesson
   LE on it (ended), and fresh lessons made on demand for the rows that change state;
 - recording R of a lesson on P1 (unpublished 专递课堂, ready, a poster and chapters
   stored), a published 名师课堂 entry, a published 名校网络课堂 entry, and fresh ones for
   publish, unpublish and delete;
-- one account per actor below, and `probe`, whom the login rows sign in.
+- one account per actor below (a device bound to its classroom: B's, B2, C's), and
+  `probe`, whom the login rows sign in.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class Actor:
     school: str | None  # "A" (main), "B" (receiving), "C" (unrelated)
     column: str  # header in the docs table
     meaning: str
+    room: str | None = None  # a device's classroom: "B", "B2" or "C"
 
 
 ACTORS: tuple[Actor, ...] = (
@@ -71,8 +74,18 @@ ACTORS: tuple[Actor, ...] = (
     Actor("t_B", "teacher", "B", "t B", "teacher of B"),
     Actor("t_C", "teacher", "C", "t C", "teacher of C"),
     Actor("reviewer", "reviewer", None, "rev", "reviewer (教研员)"),
-    Actor("dev_B", "device", "B", "dev B", "device account of B (a receiving classroom's box)"),
-    Actor("dev_C", "device", "C", "dev C", "device account of C (an unrelated classroom's box)"),
+    Actor(
+        "dev_B", "device", "B", "dev B", "device account of B's receiving classroom (its box)", "B"
+    ),
+    Actor(
+        "dev_B2",
+        "device",
+        "B",
+        "dev B2",
+        "device account of B2, another classroom of B in no lesson",
+        "B2",
+    ),
+    Actor("dev_C", "device", "C", "dev C", "device account of C's classroom (unrelated)", "C"),
 )
 ACTOR_NAMES = tuple(a.name for a in ACTORS)
 
@@ -82,11 +95,16 @@ ADMIN = frozenset({"admin"})
 SCHOOL_ADMINS = frozenset({"admin", "sa_A", "sa_B", "sa_C"})
 MANAGES_A = frozenset({"admin", "sa_A"})  # changes school A's things
 STAFF = frozenset({"admin", "sa_A", "sa_B", "sa_C", "t_own", "t_A", "t_B", "t_C"})
-SCHOOL_ACCOUNTS = STAFF | {"dev_B", "dev_C"}
+DEVICES = frozenset({"dev_B", "dev_B2", "dev_C"})
+SCHOOL_ACCOUNTS = STAFF | DEVICES
 OF_A = frozenset({"admin", "sa_A", "t_own", "t_A"})
-OF_B = frozenset({"admin", "sa_B", "t_B", "dev_B"})
+OF_B = frozenset({"admin", "sa_B", "t_B", "dev_B", "dev_B2"})
 STAFF_OF_A_OR_B = frozenset({"admin", "sa_A", "sa_B", "t_own", "t_A", "t_B"})
-LESSON_READERS = STAFF_OF_A_OR_B | {"dev_B"}
+# The lesson read rule: staff of a school in it, a device of a classroom in it, reviewers.
+LESSON_READERS = STAFF_OF_A_OR_B | {"dev_B", "reviewer"}
+JOINS_AS_B = frozenset({"admin", "sa_B", "t_B", "dev_B"})  # B's room: B's staff, its box
+# Timetable series are read by school (signaling/timetable_api.py), devices included.
+SERIES_READERS = STAFF_OF_A_OR_B | {"dev_B", "dev_B2"}
 RUNS_L1 = frozenset({"admin", "sa_A", "t_own"})
 RECORDING_READERS = STAFF_OF_A_OR_B | {"reviewer"}
 COMMENTERS = frozenset({"admin", "reviewer", "t_own", "t_A", "t_B"})
@@ -226,6 +244,9 @@ async def build_world(client: TestClient, tmp: Path) -> World:
         w.school[name] = (await w.post("/schools", {"name": f"学校{name}", "kind": kind}))["id"]
         room = await w.post("/classrooms", {"school_id": w.school[name], "name": f"教室{name}"})
         w.room[name] = room["id"]
+    for room, school in (("A2", "A"), ("B2", "B")):  # in no pairing and no lesson
+        body = {"school_id": w.school[school], "name": f"教室{room}"}
+        w.room[room] = (await w.post("/classrooms", body))["id"]
     pairing = {
         "name": "P1",
         "main_classroom_id": w.room["A"],
@@ -242,6 +263,7 @@ async def build_world(client: TestClient, tmp: Path) -> World:
                 password=PASSWORD,
                 role=actor.role,
                 school_id=w.school[actor.school] if actor.school else None,
+                classroom_id=w.room[actor.room] if actor.room else None,
             )
             w.user[actor.name] = (user.id, user.username)
         await create_user(db, username=w.probe, password=PASSWORD, role="reviewer")
@@ -429,6 +451,16 @@ async def _new_user(w: World, actor: str) -> Probe:
     return Probe("/users", body)
 
 
+async def _new_device(w: World, actor: str) -> Probe:
+    body = {
+        "username": w.unique(f"box_{actor}_"),
+        "password": PASSWORD,
+        "role": "device",
+        "classroom_id": w.room["A"],
+    }
+    return Probe("/users", body)
+
+
 async def _new_school(w: World, actor: str) -> Probe:
     return Probe("/schools", {"name": w.unique(f"新学校{actor}"), "kind": "rural"})
 
@@ -477,8 +509,8 @@ async def _fresh_classroom(w: World, school: str = "A") -> int:
     return (await w.post("/classrooms", body))["id"]
 
 
-async def _fresh_pairing(w: World) -> int:
-    return (await _post_probe(w, await _new_pairing(w, "admin")))["id"]
+async def _fresh_pairing(w: World, to: str = "B") -> int:
+    return (await _post_probe(w, await _new_pairing_to(to)(w, "admin")))["id"]
 
 
 async def _post_probe(w: World, probe: Probe) -> dict[str, Any]:
@@ -486,13 +518,16 @@ async def _post_probe(w: World, probe: Probe) -> dict[str, Any]:
 
 
 def _register(kind: str, body: Any = None) -> Build:
-    """A fresh, unused school / classroom of A / pairing A → B for each request."""
+    """A fresh, unused school / classroom of A / pairing A → B (or A → A2: "pairing in A")
+    for each request."""
 
     async def build(w: World, actor: str) -> Probe:
         if kind == "school":
             path = f"/schools/{await _fresh_school(w)}"
         elif kind == "classroom":
             path = f"/classrooms/{await _fresh_classroom(w)}"
+        elif kind == "pairing in A":
+            path = f"/pairings/{await _fresh_pairing(w, 'A2')}"
         else:
             path = f"/pairings/{await _fresh_pairing(w)}"
         patch = body(w) if callable(body) else body
@@ -501,9 +536,9 @@ def _register(kind: str, body: Any = None) -> Build:
     return build
 
 
-def _patch_lesson(body: dict[str, Any]) -> Build:
+def _patch_lesson(body: dict[str, Any] | Callable[[World], dict[str, Any]]) -> Build:
     async def build(w: World, actor: str) -> Probe:
-        return Probe(f"/lessons/{await w.new_lesson()}", body)
+        return Probe(f"/lessons/{await w.new_lesson()}", body(w) if callable(body) else body)
 
     return build
 
@@ -624,6 +659,7 @@ ROWS: tuple[Row, ...] = (
     ),
     Row("GET", "/users", "", SCHOOL_ADMINS, fixed("/users")),
     Row("POST", "/users", "a teacher of A", MANAGES_A, _new_user, ok=201),
+    Row("POST", "/users", "a device of A's classroom", MANAGES_A, _new_device, ok=201),
     Row("GET", "/users/{id}", "a teacher of A", MANAGES_A, fixed(USER_A)),
     Row(
         "PATCH",
@@ -684,30 +720,48 @@ ROWS: tuple[Row, ...] = (
         _register("classroom"),
     ),
     Row("GET", "/pairings", "", STAFF, fixed("/pairings")),
-    Row("POST", "/pairings", "main in A, receiving in B", MANAGES_A, _new_pairing, ok=201),
-    # The main classroom's school decides; the receiving rooms may be any school's.
-    Row(
-        "POST",
-        "/pairings",
-        "main in A, receiving in C",
-        MANAGES_A,
-        _new_pairing_to("C"),
-        ok=201,
-    ),
+    # A pairing books its rooms' time: across schools it is the district admin's to make;
+    # a school admin pairs the classrooms of their own school only.
+    Row("POST", "/pairings", "main in A, receiving in B", ADMIN, _new_pairing, ok=201),
+    Row("POST", "/pairings", "main in A, receiving in C", ADMIN, _new_pairing_to("C"), ok=201),
+    Row("POST", "/pairings", "main in A, receiving in A", MANAGES_A, _new_pairing_to("A2"), ok=201),
     Row("GET", "/pairings/{id}", "P1 (A → B)", STAFF_OF_A_OR_B, fixed("/pairings/{w.pairing[P1]}")),
     Row(
         "PATCH",
         "/pairings/{id}",
         "a pairing A → B with no lessons, renamed",
-        MANAGES_A,
+        ADMIN,
         _register("pairing", lambda w: {"name": w.unique("改名结对")}),
+    ),
+    Row(
+        "PATCH",
+        "/pairings/{id}",
+        "a pairing in A with no lessons, renamed",
+        MANAGES_A,
+        _register("pairing in A", lambda w: {"name": w.unique("改名结对")}),
+    ),
+    Row(
+        "PATCH",
+        "/pairings/{id}",
+        "a pairing in A, B's classroom added",
+        ADMIN,
+        _register(
+            "pairing in A", lambda w: {"receiving_classroom_ids": [w.room["A2"], w.room["B"]]}
+        ),
     ),
     Row(
         "DELETE",
         "/pairings/{id}",
         "a pairing A → B with no lessons",
-        MANAGES_A,
+        ADMIN,
         _register("pairing"),
+    ),
+    Row(
+        "DELETE",
+        "/pairings/{id}",
+        "a pairing in A with no lessons",
+        MANAGES_A,
+        _register("pairing in A"),
     ),
     Row("GET", "/lessons", "", SCHOOL_ACCOUNTS | {"reviewer"}, fixed("/lessons")),
     Row("POST", "/lessons", "on P1", MANAGES_A, _new_lesson_body, ok=201),
@@ -718,6 +772,14 @@ ROWS: tuple[Row, ...] = (
         "L, scheduled, retitled",
         MANAGES_A,
         _patch_lesson({"title": "一次函数（二）"}),
+    ),
+    # Another school's room comes into a lesson by its pairing, which the district made.
+    Row(
+        "PATCH",
+        "/lessons/{id}",
+        "L, scheduled, C's classroom added",
+        ADMIN,
+        _patch_lesson(lambda w: {"receiving_classroom_ids": [w.room["B"], w.room["C"]]}),
     ),
     Row("POST", "/lessons/{id}/open", "L, scheduled", RUNS_L1, _lesson_in("scheduled", "open")),
     Row("POST", "/lessons/{id}/start", "L, open", RUNS_L1, _lesson_in("open", "start")),
@@ -741,7 +803,7 @@ ROWS: tuple[Row, ...] = (
         "POST",
         "/lessons/{id}/join-tokens",
         "L, receiving room (B)",
-        OF_B,
+        JOINS_AS_B,
         _join("L1", "receiving", "B"),
         ok=201,
     ),
@@ -757,7 +819,7 @@ ROWS: tuple[Row, ...] = (
         "POST",
         "/lessons/{id}/join-tokens",
         "L ended, receiving room (B)",
-        LESSON_READERS,
+        LESSON_READERS - {"reviewer"},
         _join("LE", "receiving", "B"),
         ok=409,
         ok_code="lesson_ended",
@@ -766,7 +828,7 @@ ROWS: tuple[Row, ...] = (
         "POST",
         "/lessons/{id}/join-tokens",
         "L, receiving, a classroom of C (not in L)",
-        LESSON_READERS,
+        STAFF_OF_A_OR_B,  # a device names its own classroom or is refused (403)
         _join("L1", "receiving", "C"),
         ok=400,
         ok_code="unknown_room",
@@ -775,7 +837,7 @@ ROWS: tuple[Row, ...] = (
         "GET",
         "/lessons/{id}/live",
         "L, not live",
-        STAFF_OF_A_OR_B,
+        STAFF_OF_A_OR_B | {"reviewer"},
         fixed("/lessons/{w.lesson[L1]}/live"),
         ok=404,
         ok_code="not_live",
@@ -787,7 +849,7 @@ ROWS: tuple[Row, ...] = (
         "GET",
         "/library/{id}",
         "published 名师课堂",
-        SIGNED_IN - {"dev_B", "dev_C"},
+        SIGNED_IN - DEVICES,
         _recording(rec="R_teacher"),
     ),
     Row("GET", "/library/{id}", "published 名校网络课堂", EVERYONE, _recording(rec="R_school")),
@@ -808,6 +870,14 @@ ROWS: tuple[Row, ...] = (
     Row("GET", "/library/{id}/export", "R", RECORDING_READERS, _recording("/export")),
     Row("GET", "/library/{id}/files/{file_id}", "R's poster", RECORDING_READERS, _poster),
     # ------------------------------------------- the schedule (signaling/schedule_api.py)
+    Row(
+        "GET",
+        "/devices/me/lessons",
+        "its own classroom's",
+        DEVICES,
+        fixed("/devices/me/lessons"),
+        other=(("admin", 400),),  # an admin names the classroom
+    ),
     Row(
         "GET",
         "/devices/me/lessons",
@@ -833,7 +903,7 @@ ROWS: tuple[Row, ...] = (
     ),
     Row("GET", "/terms/{id}/series", "T", SCHOOL_ACCOUNTS, _tt("/terms/{term}/series")),
     Row("POST", "/terms/{id}/series", "T, on P1", MANAGES_A, _new_series, ok=201),
-    Row("GET", "/series/{id}", "S", LESSON_READERS, _tt("/series/{series}")),
+    Row("GET", "/series/{id}", "S", SERIES_READERS, _tt("/series/{series}")),
     Row(
         "PUT",
         "/series/{id}",
@@ -843,7 +913,7 @@ ROWS: tuple[Row, ...] = (
     ),
     Row("DELETE", "/series/{id}", "a series on P1", MANAGES_A, _fresh_series),
     Row(
-        "GET", "/series/{id}/occurrences", "S", LESSON_READERS, _tt("/series/{series}/occurrences")
+        "GET", "/series/{id}/occurrences", "S", SERIES_READERS, _tt("/series/{series}/occurrences")
     ),
     Row("POST", "/lessons/{id}/move", "a lesson of S", MANAGES_A, _move),
     Row(
@@ -886,7 +956,8 @@ ROWS: tuple[Row, ...] = (
 
 _TARGETS = (
     "Targets: **A** is the school of the lesson's main classroom, **B** a receiving school, "
-    "**C** a school with no part in it; **P1** pairs A's classroom with B's; **L** is a "
+    "**C** a school with no part in it; **A2**, **B2** are classrooms of A and B in no "
+    "pairing or lesson; **P1** pairs A's classroom with B's; **L** is a "
     "lesson on P1 whose `teacher_user_id` is `t own`; **R** a ready, unpublished 专递课堂 "
     "recording of a lesson on P1; **T** a term, **S** a weekly series on P1 in T taught by "
     "`t own`."

@@ -63,10 +63,21 @@ async def browser(client: TestClient, username: str, password: str = PASSWORD) -
     return Browser(cookie=cookie.value, csrf=body["csrf_token"], origin=origin_of(client))
 
 
-async def add_user(client: TestClient, username: str, role: str, school_id: int | None = None):
+async def add_user(
+    client: TestClient,
+    username: str,
+    role: str,
+    school_id: int | None = None,
+    classroom_id: int | None = None,
+):
     async with client.app[DB]() as s:
         return await create_user(
-            s, username=username, password=PASSWORD, role=role, school_id=school_id
+            s,
+            username=username,
+            password=PASSWORD,
+            role=role,
+            school_id=school_id,
+            classroom_id=classroom_id,
         )
 
 
@@ -320,7 +331,9 @@ async def world(app_client: TestClient, admin_headers: dict) -> World:
     headers: dict[str, dict[str, str]] = {"anonymous": {}}
     user_id: dict[str, int] = {}
     for actor, (role, where) in actors.items():
-        user = await add_user(app_client, f"u_{actor}", role, school[where] if where else None)
+        school_id = school[where] if where else None
+        classroom_id = room[where] if role == "device" else None  # a device is its room's
+        user = await add_user(app_client, f"u_{actor}", role, school_id, classroom_id)
         headers[actor], user_id[actor] = await bearer(app_client, user), user.id
 
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
@@ -380,10 +393,11 @@ def matrix(w: World) -> list[tuple]:
             f"/pairings/{w.pairing['P1']}",
             {"admin": 200, "sa_A": 200, "sa_B": 200, "t_own": 200, "t_other": 200, "t_B": 200},
         ),
+        # Across schools, a pairing is the district admin's to make.
         case(
             "POST",
             "/pairings",
-            {"admin": 201, "sa_A": 201},
+            {"admin": 201},
             lambda a: {
                 "name": a,
                 "main_classroom_id": w.room["A"],
@@ -393,7 +407,19 @@ def matrix(w: World) -> list[tuple]:
         case(
             "GET",
             f"/lessons/{L1}",
-            {a: 200 for a in ("admin", "sa_A", "sa_B", "t_own", "t_other", "t_B", "device_B")},
+            {
+                a: 200
+                for a in (
+                    "admin",
+                    "sa_A",
+                    "sa_B",
+                    "t_own",
+                    "t_other",
+                    "t_B",
+                    "reviewer",
+                    "device_B",
+                )
+            },
         ),
         # Start on a scheduled lesson is an illegal move: 409 shows the permission passed.
         case("POST", f"/lessons/{L1}/start", {"admin": 409, "sa_A": 409, "t_own": 409}),
@@ -419,7 +445,7 @@ def matrix(w: World) -> list[tuple]:
         case(
             "GET",
             f"/lessons/{L1}/live",
-            {a: 404 for a in ("admin", "sa_A", "sa_B", "t_own", "t_other", "t_B")},
+            {a: 404 for a in ("admin", "sa_A", "sa_B", "t_own", "t_other", "t_B", "reviewer")},
         ),
         case("GET", "/users", {"admin": 200, "sa_A": 200, "sa_B": 200, "sa_C": 200}),
         case(
@@ -525,7 +551,9 @@ async def test_a_school_admin_grants_only_teacher_and_device_in_their_school(
         return response.status
 
     base = {"password": PASSWORD, "school_id": world.school["A"]}
-    assert await create({**base, "username": "dev_a", "role": "device"}) == 201
+    box = {"password": PASSWORD, "role": "device"}
+    assert await create({**box, "username": "dev_a", "classroom_id": world.room["A"]}) == 201
+    assert await create({**box, "username": "dev_b", "classroom_id": world.room["B"]}) == 403
     assert await create({**base, "username": "boss", "role": "admin"}) == 403
     assert await create({**base, "username": "rv", "role": "reviewer"}) == 403
     assert (

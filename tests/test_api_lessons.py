@@ -166,16 +166,12 @@ async def test_join_tokens_are_bound_to_the_room_and_its_role(
     assert len(minted_events) == 2
 
 
-async def test_devices_get_tokens_for_their_own_school_and_reviewers_only_watch(
+async def test_devices_get_tokens_for_their_own_classroom_and_reviewers_only_watch(
     app_client: TestClient, lesson_factory, headers_for
 ) -> None:
     lesson = await lesson_factory(receiving=1)
     main, rural = (r["classroom_id"] for r in lesson["rooms"])
-    async with app_client.app[DB]() as s:
-        from classroom.schools import get_classroom
-
-        rural_school = (await get_classroom(s, rural)).school_id
-    device = await headers_for(UserRole.DEVICE, school_id=rural_school)
+    device = await headers_for(UserRole.DEVICE, classroom_id=rural)
     reviewer = await headers_for(UserRole.REVIEWER)
     path = f"/lessons/{lesson['id']}/join-tokens"
     assert (

@@ -177,12 +177,12 @@ async def test_two_lessons_run_themselves_across_a_server_restart(tmp_path: Path
                 },
             )
             device_tokens = {}
-            for name, (school_id, _) in rooms.items():
+            for name, (_, classroom_id) in rooms.items():
                 await api.call(
                     "POST",
                     "/users",
                     {"username": f"box-{name}", "password": "box-password-1",
-                     "role": "device", "school_id": school_id},
+                     "role": "device", "classroom_id": classroom_id},
                 )  # fmt: skip
                 device_tokens[name] = await asyncio.to_thread(api_token, data_dir, f"box-{name}")
             t0 = datetime.now(UTC).replace(microsecond=0)
@@ -200,9 +200,16 @@ async def test_two_lessons_run_themselves_across_a_server_restart(tmp_path: Path
                 lesson_ids.append(lesson["id"])
             first, second = lesson_ids
 
-            # ---- the boxes start before anything opens, and wait
+            # ---- the boxes start before anything opens, and wait. Each account is its
+            # classroom's: the main box states its classroom (checked), the others ask.
             agents = [
-                start_auto_agent(name, base_url, device_tokens[name], classroom_id, tmp_path)
+                start_auto_agent(
+                    name,
+                    base_url,
+                    device_tokens[name],
+                    classroom_id if name == "main" else None,
+                    tmp_path,
+                )
                 for name, (_, classroom_id) in rooms.items()
             ]
             for agent in agents:
@@ -346,12 +353,12 @@ async def test_a_box_waits_for_the_server_and_stops_only_when_its_token_is_refus
                 "POST",
                 "/users",
                 {"username": "box", "password": "box-password-1", "role": "device",
-                 "school_id": school["id"]},
+                 "classroom_id": room["id"]},
             )  # fmt: skip
             token = await asyncio.to_thread(api_token, data_dir, "box")
             await stop_server(server)
 
-            # No --classroom: the school has one classroom, the box finds it itself.
+            # No --classroom: the account is its classroom's; the box asks which it is.
             box = start_auto_agent("box", base_url, token, None, tmp_path)
             await wait_for(lambda: len(box.of("server_unavailable")) >= 2, 60, "the box to retry")
             assert box.process.poll() is None, box.stderr_tail()

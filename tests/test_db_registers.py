@@ -91,7 +91,7 @@ async def test_five_wrong_passwords_lock_the_account_for_fifteen_minutes(db: Ses
 
 async def test_unknown_users_and_disabled_accounts_are_refused(db: Sessions) -> None:
     async with db() as s:
-        user = await users.create_user(s, username="zhao", password="pass-word-1", role="device")
+        user = await users.create_user(s, username="zhao", password="pass-word-1", role="reviewer")
         with pytest.raises(users.AuthenticationFailed) as unknown:
             await users.authenticate(s, "nobody", "pass-word-1")
         assert unknown.value.reason == "unknown_user"
@@ -101,9 +101,9 @@ async def test_unknown_users_and_disabled_accounts_are_refused(db: Sessions) -> 
             await users.authenticate(s, "zhao", "pass-word-1")
         assert disabled.value.reason == "disabled"
         with pytest.raises(Conflict):
-            await users.create_user(s, username="zhao", password="pass-word-1", role="device")
+            await users.create_user(s, username="zhao", password="pass-word-1", role="reviewer")
         with pytest.raises(InvalidInput):
-            await users.create_user(s, username="short", password="1234", role="device")
+            await users.create_user(s, username="short", password="1234", role="reviewer")
 
 
 async def test_api_tokens_resolve_until_revoked_or_expired(db: Sessions) -> None:

@@ -25,7 +25,7 @@ async def test_migrations_match_the_models(database_url: str) -> None:
     finally:
         await engine.dispose()
     assert diff == []
-    assert version == "0007"
+    assert version == "0008"
 
 
 async def test_sqlite_enforces_foreign_keys_and_uses_wal(tmp_path) -> None:

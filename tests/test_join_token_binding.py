@@ -86,9 +86,7 @@ async def two_lessons(app_client: TestClient, admin_headers: dict, lesson_factor
     )
     for lesson_id in (lesson["id"], second["id"]):
         await call(app_client, "POST", f"/lessons/{lesson_id}/open", admin_headers)
-    classrooms = await call(app_client, "GET", "/classrooms", admin_headers)
-    school_of = {c["id"]: c["school_id"] for c in classrooms["items"]}
-    device = await headers_for(UserRole.DEVICE, school_id=school_of[room])
+    device = await headers_for(UserRole.DEVICE, classroom_id=room)
     return {"L": lesson["id"], "L2": second["id"], "main": main, "room": room, "device": device}
 
 

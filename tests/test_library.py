@@ -357,7 +357,9 @@ async def test_who_sees_what(
     east_admin = await headers_for(UserRole.SCHOOL_ADMIN, school_id=lib.schools["east"])
     other_teacher = await headers_for(UserRole.TEACHER, school_id=lib.schools["other"])
     reviewer = await headers_for(UserRole.REVIEWER)
-    device = await headers_for(UserRole.DEVICE, school_id=lib.schools["east"])
+    device = await headers_for(
+        UserRole.DEVICE, classroom_id=lib.pairing["receiving_classroom_ids"][0]
+    )
 
     async def seen(headers: dict | None) -> list[str]:
         return sorted(await titles(app_client, headers, sort="title"))

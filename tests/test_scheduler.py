@@ -298,6 +298,7 @@ async def test_a_device_reads_its_own_timetable_and_an_admin_the_schedulers_plan
             password="correct horse battery",
             role="device",
             school_id=rural_school,
+            classroom_id=rural_id,
         )
         admin = await create_user(
             s, username="root", password="correct horse battery", role="admin"
@@ -321,7 +322,7 @@ async def test_a_device_reads_its_own_timetable_and_an_admin_the_schedulers_plan
     assert datetime.fromisoformat(first["ends_at"]) == NOW + 80 * M
     assert mine["scheduler"] is False and mine["open_lead_s"] == 600
 
-    # Scoped to the device: not the main classroom of another school, nor another school's.
+    # Scoped to the device's classroom: not the main classroom, nor another school's.
     for room in (main_id, other_room.id):
         status, refused = await get(f"/devices/me/lessons?classroom_id={room}", device_auth)
         assert (status, refused["error"]["code"]) == (403, "forbidden")

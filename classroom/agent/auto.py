@@ -1,7 +1,8 @@
 """`tongbu agent --auto`: a classroom box that follows its timetable with nobody at it.
 
-With its device credentials (an API token of a `device` account of the school) the box
-asks the server for its classroom's lessons (GET /api/v1/devices/me/lessons), and when one
+With its device credentials (an API token of the classroom's `device` account, which the
+server binds to that one classroom) the box asks the server which classroom it is (GET
+/api/v1/me) and for that classroom's lessons (GET /api/v1/devices/me/lessons), and when one
 opens it mints its own join token and joins it as the classroom's role (main or
 receiving), through the same `ClassroomAgent` as `tongbu agent --token`; when the lesson
 ends it leaves and waits for the next one. The timetable is read again every `refresh_s`
@@ -10,8 +11,9 @@ ends it leaves and waits for the next one. The timetable is read again every `re
 The box never gives up: a server that refuses connections or answers 5xx is retried with
 backoff (jittered, so forty boxes do not knock at once); a server restarted during a
 lesson is rejoined by the ClassroomAgent with its rejoin token, and a box restarted during
-a lesson finds it open or live and joins it again. Only a refused device token (401/403)
-stops it, with exit status 2: no retry can fix that, a person must.
+a lesson finds it open or live and joins it again. Only a refused device token (401/403), an
+account bound to no classroom, or a `--classroom` that is not the account's stops it, with
+exit status 2: no retry can fix that, a person must.
 
 Reports are JSON lines like the agent's: `timetable` (when it changes), `attending`,
 `joined` (from the agent, each connection), `left` (lesson_id, reason), `waiting`,
@@ -51,7 +53,7 @@ class ServerUnavailable(Exception):
 
 
 class DeviceRefused(Exception):
-    """The server refuses this box (unknown or revoked token, not a device, wrong school)."""
+    """The server refuses this box (unknown or revoked token, not a device, no classroom)."""
 
 
 class LessonOver(Exception):
@@ -143,11 +145,12 @@ class DeviceApi:
             raise DeviceRefused(_message(data, status))
         return status, data
 
-    async def classrooms(self) -> list[dict[str, Any]]:
-        status, data = await self.call("GET", "/classrooms")
+    async def me(self) -> dict[str, Any]:
+        """The device account: its role and the classroom it is bound to."""
+        status, data = await self.call("GET", "/me")
         if status != 200:
             raise DeviceRefused(_message(data, status))
-        return [c for c in data["items"] if c.get("active", True)]
+        return data
 
     async def timetable(self, classroom_id: int) -> Timetable:
         sent = time.time()
@@ -193,8 +196,10 @@ AgentFactory = Callable[[str], ClassroomAgent]
 
 
 class AutoAgent:
-    """Follows one classroom's timetable; `run()` returns only when stopped (0) or when
-    the device is refused for good (2)."""
+    """Follows its classroom's timetable; `run()` returns only when stopped (0) or when
+    the device is refused for good (2). `classroom_id`, when given (`--classroom`), must be
+    the classroom the device account is bound to: a box set up for one room never acts
+    for another."""
 
     def __init__(
         self,
@@ -231,10 +236,10 @@ class AutoAgent:
         async with aiohttp.ClientSession(timeout=timeout) as http:
             api = DeviceApi(self.server, self.device_token, http)
             try:
-                if self.classroom_id is None:
-                    self.classroom_id = await self._which_classroom(api)
-                    if self.classroom_id is None:
-                        return 0 if self._stopping.is_set() else 2
+                bound = await self._which_classroom(api)
+                if bound is None:
+                    return 0 if self._stopping.is_set() else 2
+                self.classroom_id = bound
                 while not self._stopping.is_set():
                     timetable = await self._retrying(lambda: api.timetable(self._classroom))
                     if timetable is None:
@@ -256,18 +261,29 @@ class AutoAgent:
         return self.classroom_id
 
     async def _which_classroom(self, api: DeviceApi) -> int | None:
-        """The school's only classroom; a school with several needs --classroom."""
-        rooms = await self._retrying(api.classrooms)
-        if rooms is None:
+        """The classroom the device account is bound to, checked against --classroom;
+        None (after a `refused` report) when there is none to follow, or when stopped."""
+        me = await self._retrying(api.me)
+        if me is None:
             return None
-        if len(rooms) == 1:
-            return int(rooms[0]["id"])
-        choices = ", ".join(f"{r['id']} ({r['name']})" for r in rooms) or "none"
-        self.reporter.emit(
-            "refused",
-            code="classroom_ambiguous",
-            message=f"say which classroom this box is with --classroom: {choices}",
-        )
+        bound = me.get("classroom_id")
+        if me.get("role") != "device":
+            code, message = "not_a_device", f"account {me.get('username')!r} is not a device"
+        elif bound is None:
+            code = "device_unbound"
+            message = (
+                f"device account {me.get('username')!r} is bound to no classroom; an admin "
+                "must bind it (tongbu admin bind-device --username … --classroom ID)"
+            )
+        elif self.classroom_id is not None and self.classroom_id != bound:
+            code = "classroom_mismatch"
+            message = (
+                f"--classroom {self.classroom_id}, but device account "
+                f"{me.get('username')!r} is classroom {bound}'s"
+            )
+        else:
+            return int(bound)
+        self.reporter.emit("refused", code=code, message=message)
         return None
 
     async def _attend(self, api: DeviceApi, lesson: TimetableLesson) -> None:

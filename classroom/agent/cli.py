@@ -22,8 +22,9 @@ def add_agent_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Join a lesson with a join token, publish the room's camera and "
         "microphone (or a test pattern and tone), receive the other rooms, and report "
         "per-track statistics as JSON lines. Reconnects with backoff until the lesson ends. "
-        "With --auto and a device token: follow the classroom's timetable, joining each "
-        "lesson when it opens and leaving when it ends, until stopped.",
+        "With --auto and a device token: follow the timetable of the classroom the device "
+        "account is bound to, joining each lesson when it opens and leaving when it ends, "
+        "until stopped.",
     )
     parser.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8080")
     parser.add_argument("--token", help="join token for this classroom (one lesson)")
@@ -35,15 +36,15 @@ def add_agent_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--device-token",
         default=os.environ.get("TONGBU_DEVICE_TOKEN"),
-        help="with --auto: the API token of the school's device account "
+        help="with --auto: the API token of the classroom's device account "
         "(default $TONGBU_DEVICE_TOKEN, which keeps it out of the process list)",
     )
     parser.add_argument(
         "--classroom",
         type=int,
         metavar="ID",
-        help="with --auto: which classroom of the school this box is (needed when the "
-        "school has several)",
+        help="with --auto, optional: the classroom this box is; checked against the one "
+        "its device account is bound to (a mismatch stops the box, status 2)",
     )
     parser.add_argument(
         "--refresh",
