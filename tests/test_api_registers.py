@@ -560,18 +560,42 @@ async def test_a_school_admin_edits_and_removes_only_their_own_schools_things(
     assert (await delete(app_client, f"/classrooms/{r['rooms'][2]}", city_admin))[0] == 403
     assert (await delete(app_client, f"/classrooms/{r['rooms'][2]}", rural_admin))[0] == 200
 
-    # A pairing is the main classroom's school's to change.
-    pairing_id = r["pairing"]["id"]
-    assert (await patch(app_client, f"/pairings/{pairing_id}", {"name": "p"}, rural_admin))[
-        0
-    ] == 403
-    assert (await delete(app_client, f"/pairings/{pairing_id}", rural_admin))[0] == 403
+    # A pairing across schools is the district admin's to change, not even the main
+    # classroom's school's: it books the other school's rooms.
+    across = r["pairing"]["id"]
+    for admin in (rural_admin, city_admin):
+        assert (await patch(app_client, f"/pairings/{across}", {"name": "p"}, admin))[0] == 403
+        assert (await delete(app_client, f"/pairings/{across}", admin))[0] == 403
+    status, answer = await patch(app_client, f"/pairings/{across}", {"name": "p"}, city_admin)
+    assert "district admin" in answer["error"]["message"]
+    assert (await patch(app_client, f"/pairings/{across}", {"name": "p"}, admin_headers))[0] == 200
+    # One within the school is the school admin's.
+    status, second = await post(
+        app_client, "/classrooms", {"school_id": city_id, "name": "二"}, admin_headers
+    )
+    assert status == 201
+    body = {
+        "name": "校内",
+        "main_classroom_id": r["main"],
+        "receiving_classroom_ids": [second["id"]],
+    }
+    status, made = await post(app_client, "/pairings", body, city_admin)
+    assert status == 201, made
+    pairing_id = made["id"]
     assert (await patch(app_client, f"/pairings/{pairing_id}", {"name": "p"}, city_admin))[0] == 200
     status, _ = await patch(
         app_client, f"/pairings/{pairing_id}", {"main_classroom_id": r["rooms"][0]}, city_admin
     )
     assert status == 403  # not a classroom of their school
+    status, _ = await patch(
+        app_client,
+        f"/pairings/{pairing_id}",
+        {"receiving_classroom_ids": [second["id"], r["rooms"][0]]},
+        city_admin,
+    )
+    assert status == 403  # nor a receiving room of another school
     assert (await row(app_client, Pairing, pairing_id)).main_classroom_id == r["main"]
+    assert await members(app_client, pairing_id) == [second["id"]]
     assert (await delete(app_client, f"/pairings/{pairing_id}", city_admin))[0] == 200
     async with app_client.app[DB]() as s:
         denied = await audit.list_events(s, action="permission.denied")
