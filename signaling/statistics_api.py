@@ -382,7 +382,8 @@ def _file_names(q: StatisticsQuery, catalogue: dict[str, str], now: datetime) ->
     first = q.start.astimezone(zone).date().isoformat() if q.start else ""
     # `to` is exclusive: the file names the last day it covers.
     last = (q.end - timedelta(microseconds=1)).astimezone(zone).date().isoformat() if q.end else ""
-    dates = f"{first}_{last}" if first or last else now.astimezone(zone).date().isoformat()
+    # "2026-11-09~2026-11-22", "2026-11-09~" (from that day on), or today's date for all.
+    dates = f"{first}~{last}" if first or last else now.astimezone(zone).date().isoformat()
     name = catalogue.get("stats.csv.filename", "statistics")
     by = catalogue.get(f"stats.by.{q.by}", q.by)
     return f"tongbu-statistics-{q.by}-{dates}.csv", f"{name}_{by}_{dates}.csv"

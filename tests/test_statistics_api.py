@@ -400,9 +400,9 @@ async def test_csv_is_excel_ready_with_chinese_headers_and_a_chinese_file_name(
     disposition = response.headers["Content-Disposition"]
     assert disposition.startswith("attachment; ")
     ascii_name = re.search(r'filename="([^"]+)"', disposition)
-    assert ascii_name and ascii_name[1] == "tongbu-statistics-pairing-2026-11-09_2026-11-22.csv"
+    assert ascii_name and ascii_name[1] == "tongbu-statistics-pairing-2026-11-09~2026-11-22.csv"
     encoded = re.search(r"filename\*=UTF-8''(\S+)", disposition)
-    assert encoded and unquote(encoded[1]) == "常态化统计_按结对_2026-11-09_2026-11-22.csv"
+    assert encoded and unquote(encoded[1]) == "常态化统计_按结对_2026-11-09~2026-11-22.csv"
     assert disposition.isascii()
 
     english = await w.client.get(f"{API}/statistics.csv?by=week&lang=en", headers=w.admin)

@@ -138,6 +138,10 @@ replay_page = _page("replay.html")
 # hash routes (#schools, #classrooms, #pairings, #lessons, #live). It talks to /api/v1 only.
 admin_page = _page("admin.html")
 
+# 常态化 statistics (/admin/stats): a page of its own rather than an admin section, because
+# teachers may read it too (their own lessons) and its filters live in its query string.
+stats_page = _page("stats.html")
+
 # The live classroom pages: the teacher console of the main room (/teach/{lesson_id}) and
 # the page of a receiving room (/room/{lesson_id}). Both publish the browser's camera and
 # microphone through the signaling protocol. A signed-in user's page mints its join token
@@ -163,6 +167,7 @@ def setup_pages(app: web.Application, *, media_origin: str | None = None) -> Non
     app.router.add_get("/library", library_page)
     app.router.add_get(r"/replay/{recording_id:\d{1,15}}", replay_page)
     app.router.add_get("/admin", admin_page)
+    app.router.add_get("/admin/stats", stats_page)
     app.router.add_get(r"/teach/{lesson_id:\d{1,15}}", teach_page)
     app.router.add_get(r"/room/{lesson_id:\d{1,15}}", room_page)
     app.router.add_get("/login", login_page)
