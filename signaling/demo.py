@@ -57,6 +57,7 @@ DEMO_SCHOOL_ADMIN = "songlin-admin"
 DEMO_DEVICE = "songlin-room"
 LESSON_LENGTH = timedelta(minutes=45)
 TOKEN_TTL = timedelta(hours=3)
+JOIN_WAIT_S = 120  # --duration: how long the lesson waits for its rooms before counting
 FINALISE_WAIT_S = 300  # the composite of a short demo takes seconds; a long one, minutes
 
 
@@ -74,7 +75,11 @@ def add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--width", type=int, default=640, help="agents' video width")
     parser.add_argument("--height", type=int, default=360, help="agents' video height")
     parser.add_argument("--fps", type=int, default=15, help="agents' frame rate")
-    parser.add_argument("--duration", type=float, help="end the lesson after this many seconds")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        help="end the lesson after this many seconds, counted once every room has joined",
+    )
     parser.add_argument(
         "--no-open",
         action="store_true",
@@ -154,7 +159,7 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> None:
             subject="demo",
         )
         _announce(base_url, setup, watch, log_dir)
-        await _wait_for_stop(args.duration)
+        await _wait_for_stop(args.duration, app, setup)
         await _end_lesson(app, setup)
         await _close_lesson(app, setup.pages_lesson_id)
         await _stop_agents(agents)
@@ -225,6 +230,7 @@ async def _account(
     display_name: str,
     school_id: int | None = None,
     password_file: str | None = None,
+    classroom_id: int | None = None,
 ) -> str | None:
     """The demo user's password: made (and kept beside the database, 0600, so a rerun can
     print it again) the first time; None when someone has changed it since."""
@@ -238,6 +244,7 @@ async def _account(
             role=role,
             display_name=display_name,
             school_id=school_id,
+            classroom_id=classroom_id,
         )
         path.touch(mode=0o600)
         path.write_text(password)
@@ -297,7 +304,14 @@ async def prepare_demo(db: AsyncSession, data_dir: Path) -> DemoSetup:
         DemoAccount(
             "教室设备 device:",
             DEMO_DEVICE,
-            await _account(db, data_dir, DEMO_DEVICE, "device", "松林村小学听课教室", songlin.id),
+            await _account(
+                db,
+                data_dir,
+                DEMO_DEVICE,
+                "device",
+                "松林村小学听课教室",
+                classroom_id=(await _classroom(db, songlin, "听课教室")).id,
+            ),
             f"{songlin.name} 听课教室",
         ),
     )
@@ -402,12 +416,26 @@ def _announce(base_url: str, setup: DemoSetup, watch_token: str, log_dir: Path) 
     print("\n".join(lines), flush=True)
 
 
-async def _wait_for_stop(duration: float | None) -> None:
+async def _wait_for_stop(
+    duration: float | None, app: web.Application | None = None, setup: DemoSetup | None = None
+) -> None:
+    """Until Ctrl-C (SIGINT or SIGTERM), or `duration` seconds of lesson: counted from the
+    moment every room of the demo lesson is connected, so agents slow to start on a busy
+    machine still get their full lesson (at most JOIN_WAIT_S is spent waiting for them)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    if duration is not None and app is not None and setup is not None:
+        deadline = loop.time() + JOIN_WAIT_S
+        while not stop.is_set() and loop.time() < deadline:
+            live = app[LIVE].snapshot(setup.lesson_id)
+            joined = {r.classroom_id for r in live.rooms if r.connected} if live else set()
+            if joined >= {room.classroom_id for room in setup.rooms}:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=duration)
 

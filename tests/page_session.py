@@ -30,10 +30,15 @@ async def add_user(
     role: str,
     school_id: int | None = None,
     display_name: str = "",
+    *,
+    classroom_id: int | None = None,
 ) -> dict[str, Any]:
+    """A device account is bound to its classroom (`classroom_id`); others to a school."""
     body: dict[str, Any] = {"username": username, "password": PASSWORD, "role": role}
     if school_id is not None:
         body["school_id"] = school_id
+    if classroom_id is not None:
+        body["classroom_id"] = classroom_id
     if display_name:
         body["display_name"] = display_name
     return await api.call("POST", "/users", body)

@@ -87,7 +87,7 @@ async def test_a_signed_in_teacher_starts_and_runs_a_lesson_with_agents_and_a_br
         teacher = lesson.main_classroom_id
         box_a, box_b, browser_room = lesson.receiving_classroom_ids
         await add_user(api, "wang", "teacher", await school_of(api, teacher), "王老师")
-        await add_user(api, "room3", "device", await school_of(api, browser_room), "听课3 设备")
+        await add_user(api, "room3", "device", display_name="听课3 设备", classroom_id=browser_room)
         agents = {
             cid: start_agent(
                 f"room{cid}",
@@ -115,7 +115,12 @@ async def test_a_signed_in_teacher_starts_and_runs_a_lesson_with_agents_and_a_br
             await sign_in(room_page, server.base_url, "room3")
             await room_page.click(f".lesson-card[data-lesson-id='{lid}'] a[data-action='room']")
             await room_page.wait_for_url(f"{server.base_url}/room/{lid}?classroom={browser_room}")
-            assert await room_page.evaluate("window.tongbuRoom.entry") == "session"
+            await eventually(
+                lambda: room_page.evaluate("window.tongbuRoom && window.tongbuRoom.entry"),
+                lambda entry: entry == "session",
+                10,
+                "the room page to enter with its session",
+            )
 
             # 开始上课: the lesson goes live through the API, as the teacher's own act.
             await start.click()
@@ -360,7 +365,7 @@ async def test_live_pages_refuse_clearly_and_choose_a_room_when_there_are_severa
         lid, main = lesson.lesson_id, lesson.main_classroom_id
         first, second = lesson.receiving_classroom_ids
         await add_user(api, "t_other", "teacher", await school_of(api, other.main_classroom_id))
-        await add_user(api, "dev1", "device", await school_of(api, first))
+        await add_user(api, "dev1", "device", classroom_id=first)
         await api.call("POST", f"/lessons/{other.lesson_id}/end", {"reason": "test"})
 
         # A teacher of another school may not teach this lesson, nor open its room.
@@ -397,12 +402,16 @@ async def test_live_pages_refuse_clearly_and_choose_a_room_when_there_are_severa
         )
         assert log == [], log
 
-        # The admin may be any room: the page asks which.
-        page, log = await new_page(chromium)
+        # The admin may be any room: the page asks which (here on a phone).
+        page, log = await new_page(chromium, viewport=PHONE)
         await sign_in(
             page, server.base_url, "e2e-admin", "e2e-password-1", next_path=f"/room/{lid}"
         )
         await refusal(page, "choose")
+        overflow = await page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"the chooser scrolls sideways on a phone by {overflow}px"
         choices = page.locator("#room-choices a")
         assert await choices.evaluate_all("as => as.map(a => a.getAttribute('href'))") == [
             f"/room/{lid}?classroom={first}",
@@ -416,6 +425,11 @@ async def test_live_pages_refuse_clearly_and_choose_a_room_when_there_are_severa
             20,
             "the chosen room",
         )
+        await page.locator("#status[data-status='joined']").wait_for(timeout=20_000)
+        overflow = await page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"the room page scrolls sideways on a phone by {overflow}px"
         assert log == [], log
 
 

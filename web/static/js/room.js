@@ -5,8 +5,8 @@
 //
 // A signed-in school account opens /room/7?classroom=12 (the home page's link): the page
 // mints that receiving room's join token with the session. Without `?classroom=` it takes
-// the user's own school's receiving room in the lesson when there is one, or lists them
-// to choose from when there are several. An agent-style link (`/room/7#token=JOIN`) still
+// the user's own receiving room in the lesson (a device's classroom, a school's rooms)
+// when there is one, or lists them to choose from when there are several. An agent-style link (`/room/7#token=JOIN`) still
 // joins with that token alone (see live_entry.js).
 //
 // Tests read `window.tongbuRoom` (end of file) rather than scraping the DOM.
@@ -408,8 +408,8 @@ function stopWith({ status, text }) {
 }
 
 /**
- * Which receiving room this page is: `?classroom=`, else the user's school's only one in
- * the lesson. Resolves to a classroom id, or null after drawing the chooser (several) or
+ * Which receiving room this page is: `?classroom=`, else the user's only one in the
+ * lesson. Resolves to a classroom id, or null after drawing the chooser (several) or
  * a refusal (none, or a `?classroom=` that is not a receiving room of the lesson).
  */
 async function chooseClassroom(lesson) {
