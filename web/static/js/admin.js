@@ -15,6 +15,7 @@
 //
 // Tests read `window.tongbuAdmin` (end of this file) rather than scraping the DOM.
 
+import { mountNav } from './nav.js';
 import { ApiError, api, currentSession, loginUrl, signOut } from './session.js';
 
 const SECTIONS = ['schools', 'classrooms', 'pairings', 'lessons', 'live'];
@@ -1384,6 +1385,9 @@ async function main() {
     return;
   }
   me = session.user;
+  // The shared top bar (home, timetable, library); this page keeps its own language link,
+  // which carries the section hash along.
+  await mountNav(t, { session, current: 'admin', langSwitch: false, beforeSignOut: stopLive });
   $('whoami').textContent = t('admin.whoami', { name: me.display_name || me.username, role: t(`admin.role.${me.role}`) });
   $('sign-out').hidden = false;
   wireSignOut();

@@ -95,6 +95,17 @@ export function formatDate(iso, lang) {
   });
 }
 
+/**
+ * A teacher as a lesson header names them: 李芳 → "李芳老师" ("Teacher 李芳" in English).
+ * Timetables often give the name with its title already (王老师, 张教师); that is shown as
+ * given, never "王老师 老师". Every page that titles a teacher goes through here.
+ */
+export function teacherTitle(t, name) {
+  const given = String(name ?? '').trim();
+  if (!given) return '';
+  return /(?:老师|教师)$/.test(given) ? given : t('teacher.titled', { name: given });
+}
+
 /** The lesson's schools as one line: main school first, then the receiving schools. */
 export function schoolsLine(entry, t) {
   const receiving = (entry.receiving_schools ?? []).map((s) => s.name).join('、');

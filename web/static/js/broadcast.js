@@ -14,7 +14,8 @@
 // Tests read `window.tongbuBroadcast`.
 
 import Hls from '/static/vendor/hls.js/hls.light.min.mjs';
-import { fileJson, formatDate, loadCatalogue, pageLang } from './api.js';
+import { fileJson, formatDate, loadCatalogue, pageLang, teacherTitle } from './api.js';
+import { mountNav } from './nav.js';
 import { loginUrl } from './session.js';
 
 // The ES module build of hls.js has no inline worker: it loads this one, from our own
@@ -304,7 +305,7 @@ function renderHeader(info) {
   setText($('title'), title);
   const pageTitle = t('broadcast.page_title', { title });
   if (document.title !== pageTitle) document.title = pageTitle;
-  setText($('meta'), [info.school, info.teacher_name, info.subject, info.grade].filter(Boolean).join(' · '));
+  setText($('meta'), [info.school, teacherTitle(t, info.teacher_name), info.subject, info.grade].filter(Boolean).join(' · '));
   const kind = $('kind');
   kind.hidden = !info.kind;
   setText(kind, info.kind ? t(`kind.${info.kind}`) : '');
@@ -447,6 +448,9 @@ window.tongbuBroadcast = {
 };
 
 t = await loadCatalogue(lang);
+// The shared top bar: a signed-in viewer gets their links, anyone else a sign-in link. The
+// page keeps its own language link beside the badge.
+await mountNav(t, { langSwitch: false });
 render();
 // The countdown, the retry seconds and the latency move on their own.
 setInterval(render, 1000);

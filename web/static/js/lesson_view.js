@@ -1,4 +1,5 @@
 // The lesson header and timer shared by the teacher console and the receiving-room page.
+import { teacherTitle } from './api.js';
 import { STATUS } from './protocol.js';
 
 /** 75 → "01:15"; 3725 → "1:02:05". */
@@ -19,7 +20,7 @@ export function renderLessonHeader(t, lang, joined, pageTitleKey) {
   const time = (iso) => new Date(iso).toLocaleTimeString(lang, { hour: '2-digit', minute: '2-digit' });
   document.getElementById('lesson-meta').textContent = t('teach.meta', {
     room: joined.you.name,
-    teacher: lesson.teacher_name,
+    teacher: teacherTitle(t, lesson.teacher_name),
     start: time(lesson.planned_start),
     end: time(lesson.planned_end),
   });

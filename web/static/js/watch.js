@@ -7,7 +7,7 @@
 //
 // Tests read `window.tongbuViewer` (see the end of this file) rather than scraping the DOM.
 
-import { loadCatalogue, pageLang } from './api.js';
+import { loadCatalogue, pageLang, teacherTitle } from './api.js';
 import { entryRefusal, mintJoinToken, takeFragmentToken } from './live_entry.js';
 import { mountNav } from './nav.js';
 import { STATUS, TongbuClient } from './protocol.js';
@@ -224,7 +224,7 @@ function renderLesson(joined) {
   document.title = t('page.title', { title });
   const time = (iso) => new Date(iso).toLocaleTimeString(lang, { hour: '2-digit', minute: '2-digit' });
   $('lesson-meta').textContent = t('lesson.meta', {
-    teacher: lesson.teacher_name,
+    teacher: teacherTitle(t, lesson.teacher_name),
     start: time(lesson.planned_start),
     end: time(lesson.planned_end),
   });
