@@ -142,6 +142,11 @@ admin_page = _page("admin.html")
 # teachers may read it too (their own lessons) and its filters live in its query string.
 stats_page = _page("stats.html")
 
+# Term timetables (/admin/timetable): terms, weekly series, the week view with one-lesson
+# changes, CSV import and calendar feeds; sections are hash routes (#terms, #series, #week,
+# #import, #feeds), the term is in the query (?term=3).
+timetable_page = _page("timetable.html")
+
 # The live classroom pages: the teacher console of the main room (/teach/{lesson_id}) and
 # the page of a receiving room (/room/{lesson_id}). Both publish the browser's camera and
 # microphone through the signaling protocol. A signed-in user's page mints its join token
@@ -168,6 +173,7 @@ def setup_pages(app: web.Application, *, media_origin: str | None = None) -> Non
     app.router.add_get(r"/replay/{recording_id:\d{1,15}}", replay_page)
     app.router.add_get("/admin", admin_page)
     app.router.add_get("/admin/stats", stats_page)
+    app.router.add_get("/admin/timetable", timetable_page)
     app.router.add_get(r"/teach/{lesson_id:\d{1,15}}", teach_page)
     app.router.add_get(r"/room/{lesson_id:\d{1,15}}", room_page)
     app.router.add_get("/login", login_page)

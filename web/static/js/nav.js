@@ -13,10 +13,14 @@
 import { pageLang } from './api.js';
 import { currentSession, loginUrl, signOut } from './session.js';
 
-/** The pages a role may open from the bar, in bar order. `current` names one of them. */
+/**
+ * The pages a role may open from the bar, in bar order. `current` names one of them;
+ * `label` is the catalogue key when it is not `nav.<key>`.
+ */
 const LINKS = [
   { key: 'home', href: '/', roles: ['admin', 'school_admin', 'teacher', 'reviewer', 'device'] },
   { key: 'admin', href: '/admin', roles: ['admin', 'school_admin'] },
+  { key: 'timetable', href: '/admin/timetable', roles: ['admin', 'school_admin'], label: 'timetable.nav.link' },
   { key: 'library', href: '/library', roles: ['admin', 'school_admin', 'teacher', 'reviewer'] },
 ];
 
@@ -55,7 +59,7 @@ function element(tag, attributes = {}, text = '') {
  * @param {object} [options]
  * @param {object|null} [options.session]  {user, ...} already known; null = signed out;
  *        omitted: asked of the server (a failed request counts as signed out)
- * @param {string} [options.current]  'home' | 'admin' | 'library': marked aria-current
+ * @param {string} [options.current]  'home' | 'admin' | 'timetable' | 'library': marked aria-current
  * @param {Element} [options.into]  where to draw (default: a <nav> put first in <body>)
  * @param {boolean} [options.langSwitch=true]  false for a page that keeps its own switch
  * @param {boolean} [options.signInLink=true]  false on the login page itself
@@ -76,7 +80,7 @@ export async function mountNav(t, options = {}) {
   const links = element('ul', { class: 'nav-links' });
   for (const link of LINKS) {
     if (!user || !link.roles.includes(user.role)) continue;
-    const a = element('a', { href: withLang(link.href), 'data-nav': link.key }, t(`nav.${link.key}`));
+    const a = element('a', { href: withLang(link.href), 'data-nav': link.key }, t(link.label ?? `nav.${link.key}`));
     if (link.key === current) a.setAttribute('aria-current', 'page');
     const item = element('li');
     item.append(a);

@@ -10,13 +10,17 @@
 export const API_BASE = '/api/v1';
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
-/** An API failure: HTTP status and the server's {"error": {code, message, field}}. */
+/**
+ * An API failure: HTTP status and the server's {"error": {code, message, field}}; `answer`
+ * is the whole decoded body (a refused timetable import lists every bad row beside `error`).
+ */
 export class ApiError extends Error {
-  constructor(status, code, message, field = null) {
+  constructor(status, code, message, field = null, answer = null) {
     super(message || code || `HTTP ${status}`);
     this.status = status;
     this.code = code || null;
     this.field = field || null;
+    this.answer = answer;
   }
 }
 
@@ -33,13 +37,14 @@ function apiUrl(path, params = {}) {
   return url;
 }
 
-async function send(method, path, body, params, csrf) {
+async function send(method, path, body, params, csrf, contentType = null) {
   const headers = { Accept: 'application/json' };
   if (csrf && !SAFE_METHODS.has(method)) headers['X-CSRF-Token'] = csrf;
   const init = { method, headers, credentials: 'same-origin' };
   if (body !== undefined) {
-    headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(body);
+    // A body with its own type (a CSV file's bytes) goes as it is; anything else as JSON.
+    headers['Content-Type'] = contentType ?? 'application/json';
+    init.body = contentType ? body : JSON.stringify(body);
   }
   let response;
   try {
@@ -50,7 +55,7 @@ async function send(method, path, body, params, csrf) {
   const answer = response.status === 204 ? null : await response.json().catch(() => null);
   if (!response.ok) {
     const error = answer?.error ?? {};
-    throw new ApiError(response.status, error.code, error.message, error.field);
+    throw new ApiError(response.status, error.code, error.message, error.field, answer);
   }
   return answer;
 }
@@ -80,17 +85,18 @@ export async function currentUser() {
 
 /**
  * One API call. `path` is relative to /api/v1 (or includes it); `params` become the query
- * string (empty values skipped); `body` is sent as JSON. Resolves to the decoded answer,
+ * string (empty values skipped); `body` is sent as JSON, or as it is (a Blob, bytes) with
+ * `contentType` when given (text/csv for a timetable import). Resolves to the decoded answer,
  * or throws an ApiError with the server's code, message and field. An unsafe method first
  * makes sure the CSRF token is known; a 401 forgets the session (expired or signed out
  * elsewhere), so the next currentSession() asks again.
  */
-export async function request(method, path, body = undefined, { params = {} } = {}) {
+export async function request(method, path, body = undefined, { params = {}, contentType = null } = {}) {
   const upper = method.toUpperCase();
   let csrf = null;
   if (!SAFE_METHODS.has(upper)) csrf = (await currentSession().catch(() => null))?.csrf_token ?? null;
   try {
-    return await send(upper, path, body, params, csrf);
+    return await send(upper, path, body, params, csrf, contentType);
   } catch (error) {
     if (error.status === 401) session = undefined;
     throw error;
