@@ -196,6 +196,7 @@ def local(instant: datetime) -> str:
     return instant.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
 
 
+CAPTION_HAS = "s => document.getElementById('week-caption').textContent.includes(s)"
 # The state of the (first) lesson shown in a cell of the week view, null if none.
 LESSON_STATE = "s => document.querySelector(s + ' .tt-lesson')?.dataset.state ?? null"
 
@@ -545,6 +546,17 @@ async def test_csv_import_is_all_or_nothing_and_a_feed_is_a_calendar(
         assert await page.locator(f"{cell('p3', f'{YEAR}-09-07')} .tt-lesson").count() == 1
         assert await page.locator('#week-table tr[data-row="other"]').count() == 0
 
+        # By teacher, by classroom: the same lessons found another way (week 2 still shown).
+        await page.select_option("#week-by", "teacher")
+        await page.select_option("#week-target", "王芳")
+        await until(page, CAPTION_HAS, "王芳 · 第 2 周")
+        assert await page.locator("#week-table .tt-lesson").count() == 1
+        assert "王芳" in await page.inner_text(cell("p3", f"{YEAR}-09-07"))
+        await page.select_option("#week-by", "classroom")
+        await page.select_option("#week-target", str(ids["room"]))
+        await until(page, CAPTION_HAS, "乡村小学/听课一 · 第 2 周")
+        assert await page.locator("#week-table .tt-lesson").count() == 1
+
         # --- a feed for the main classroom: shown, copied, fetched, parsed, revoked.
         await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
         await tab(page, "feeds")
@@ -587,6 +599,41 @@ async def test_csv_import_is_all_or_nothing_and_a_feed_is_a_calendar(
             assert response.status == 404
         [(feed,)] = await db_rows(server, sa.select(CalendarFeed))
         assert feed.revoked
+
+        # --- the imported series edited (its lessons follow) and ended (later ones go).
+        await tab(page, "series")
+        series = {s.title: s for (s,) in await db_rows(server, sa.select(LessonSeries))}
+        spring, linear = series["春"], series["一次函数"]
+        await page.click(f'#series-table button[data-action="edit-series"][data-id="{spring.id}"]')
+        assert await page.input_value("#series-title-input") == "春"
+        assert await page.is_disabled("#series-pairing")  # a series keeps its pairing
+        await page.fill("#series-title-input", "春（朗读）")
+        await page.press("#series-title-input", "Enter")
+        await until(
+            page, "document.getElementById('series-result').textContent.startsWith('已保存')"
+        )
+        assert "调整 10 节" in await page.inner_text("#series-result")
+        titles = await db_rows(
+            server,
+            sa.select(Lesson.title)
+            .join(SeriesOccurrence, SeriesOccurrence.lesson_id == Lesson.id)
+            .where(SeriesOccurrence.series_id == spring.id),
+        )
+        assert [t for (t,) in titles] == ["春（朗读）"] * 10
+
+        await page.click(f'#series-table button[data-action="end-series"][data-id="{linear.id}"]')
+        await until(page, "document.getElementById('series-end-dialog').open")
+        await page.fill("#series-end-date", f"{YEAR}-10-31")
+        await page.press("#series-end-date", "Enter")
+        await until(page, "!document.getElementById('series-end-dialog').open")
+        ended = await page.inner_text("#series-result")
+        # Mondays 09-07 .. 10-26 but 10-05 stay (7); the 11 after 10-31 go.
+        assert f"将在 {YEAR}-10-31 之后结束" in ended and "删除 11 节" in ended, ended
+        [(last,)] = await db_rows(
+            server, sa.select(LessonSeries.last_date).where(LessonSeries.id == linear.id)
+        )
+        assert str(last) == f"{YEAR}-10-31"
+        assert await count(server, Lesson) == 7 + 10
         assert problems == [], problems
 
 
