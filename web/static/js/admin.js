@@ -71,6 +71,7 @@ function updateLangSwitch() {
   const query = params.toString();
   const swap = $('lang-switch');
   swap.textContent = lang === 'en' ? '中文' : 'English';
+  swap.lang = lang === 'en' ? 'zh-CN' : 'en'; // the link speaks the language it leads to
   swap.href = window.location.pathname + (query ? `?${query}` : '') + window.location.hash;
 }
 

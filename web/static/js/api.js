@@ -56,6 +56,7 @@ export async function loadCatalogue(lang) {
     else params.set('lang', 'en');
     const query = params.toString();
     swap.textContent = lang === 'en' ? '中文' : 'English';
+    swap.lang = lang === 'en' ? 'zh-CN' : 'en'; // the link speaks the language it leads to
     swap.href = window.location.pathname + (query ? `?${query}` : '');
   }
   return t;
