@@ -263,6 +263,246 @@ def test_every_string_the_timetable_page_uses_is_in_both_catalogues() -> None:
     assert [k for k in words if not re.search(r"[\u4e00-\u9fff]", zh[k])] == []
 
 
+async def refusal(api: Api, method: str, path: str, body: Any = None, raw: bytes = b"") -> Any:
+    """The server's answer to a request it refuses (JSON body, or `raw` CSV bytes)."""
+    kw: dict[str, Any] = {"data": raw, "headers": {"Content-Type": "text/csv"}} if raw else {}
+    if not raw:
+        kw["json"] = body
+    kw.setdefault("headers", {})["Authorization"] = f"Bearer {api.token}"
+    async with api.session.request(method, f"{api.base_url}/api/v1{path}", **kw) as response:
+        assert response.status >= 400, await response.text()
+        return await response.json()
+
+
+async def test_every_refusal_of_the_timetable_api_reads_as_a_catalogue_sentence(
+    tmp_path: Path, browser: Any
+) -> None:
+    """The server's own messages, provoked for real, each become a Chinese sentence of the
+    catalogue in the page (timetable_errors.js), with every value filled in: none falls
+    back to the raw English."""
+    async with running_server(tmp_path / "data") as server:
+        api = server.api
+        ids = await registers(api)
+        term = await api.call("POST", "/terms", TERM)
+        tid = term["id"]
+        series = await api.call(
+            "POST",
+            f"/terms/{tid}/series",
+            {
+                "pairing_id": ids["pairing"],
+                "subject": "数学",
+                "grade": "初二",
+                "title": "一次函数",
+                "teacher_name": "王老师",
+                "weekday": 3,
+                "period": 3,
+            },
+        )
+        lesson_id = (await api.call("GET", f"/series/{series['series']['id']}/occurrences"))[
+            "items"
+        ][0]["lesson_id"]
+        admin_user = await add_user(api, "city-admin", "school_admin", ids["city"], "管理员")
+        # Another pairing of the same city school: 王老师 there at his lesson's time clashes
+        # as a teacher, not as a classroom.
+        room_302 = await api.call("POST", "/classrooms", {"school_id": ids["city"], "name": "302"})
+        room_2 = await api.call(
+            "POST", "/classrooms", {"school_id": ids["rural"], "name": "听课二"}
+        )
+        other = await api.call(
+            "POST",
+            "/pairings",
+            {
+                "name": "二号结对",
+                "main_classroom_id": room_302["id"],
+                "receiving_classroom_ids": [room_2["id"]],
+            },
+        )
+
+        def term_with(**changes: Any) -> dict[str, Any]:
+            return {**TERM, "name": "另一个学期", **changes}
+
+        def series_with(**changes: Any) -> dict[str, Any]:
+            body = {
+                "pairing_id": ids["pairing"],
+                "subject": "语文",
+                "grade": "初二",
+                "title": "春",
+                "teacher_name": "李老师",
+                "weekday": 4,
+                "period": 1,
+            }
+            return {k: v for k, v in {**body, **changes}.items() if v is not None}
+
+        day = f"{YEAR}-09-"
+        requests: list[tuple[str, str, Any]] = [
+            ("POST", "/terms", term_with(end_date=f"{YEAR}-08-01")),
+            ("POST", "/terms", term_with(end_date=f"{YEAR + 2}-01-15")),
+            ("POST", "/terms", term_with(timezone="Mars/Olympus")),
+            ("POST", "/terms", term_with(name=TERM["name"])),
+            ("POST", "/terms", term_with(school_year="")),
+            ("POST", "/terms", term_with(start_date="2037-13-01")),
+            (
+                "POST",
+                "/terms",
+                term_with(
+                    holidays=[{"start_date": f"{day}10", "end_date": f"{day}09", "name": "x"}]
+                ),
+            ),
+            (
+                "POST",
+                "/terms",
+                term_with(
+                    holidays=[
+                        {"start_date": "2040-01-01", "end_date": "2040-01-02", "name": "元旦"}
+                    ]
+                ),
+            ),
+            (
+                "POST",
+                "/terms",
+                term_with(makeup_days=[{"date": "2040-01-01", "follows_weekday": 1}]),
+            ),
+            (
+                "POST",
+                "/terms",
+                term_with(makeup_days=[{"date": f"{YEAR}-10-02", "follows_weekday": 1}]),
+            ),
+            (
+                "POST",
+                "/terms",
+                term_with(makeup_days=[{"date": f"{day}12", "follows_weekday": 1}] * 2),
+            ),
+            ("POST", "/terms", term_with(makeup_days=[{"date": f"{day}12", "follows_weekday": 8}])),
+            (
+                "POST",
+                "/terms",
+                term_with(periods=[{"number": 1, "starts_at": "08:00", "ends_at": "08:45"}] * 2),
+            ),
+            (
+                "POST",
+                "/terms",
+                term_with(periods=[{"number": 1, "starts_at": "09:00", "ends_at": "08:45"}]),
+            ),
+            (
+                "POST",
+                "/terms",
+                term_with(
+                    periods=[
+                        {"number": 1, "starts_at": "08:00", "ends_at": "08:45"},
+                        {"number": 2, "starts_at": "08:30", "ends_at": "09:15"},
+                    ]
+                ),
+            ),
+            (
+                "POST",
+                "/terms",
+                term_with(periods=[{"number": 1, "starts_at": "8:00", "ends_at": "08:45"}]),
+            ),
+            (
+                "POST",
+                "/terms",
+                term_with(periods=[{"number": 0, "starts_at": "08:00", "ends_at": "08:45"}]),
+            ),
+            ("POST", f"/terms/{tid}/series", series_with(period=9)),
+            ("POST", f"/terms/{tid}/series", series_with(period=None)),
+            (
+                "POST",
+                f"/terms/{tid}/series",
+                series_with(period=None, start_time="10:00", end_time="09:00"),
+            ),
+            ("POST", f"/terms/{tid}/series", series_with(first_date="2040-01-01")),
+            (
+                "POST",
+                f"/terms/{tid}/series",
+                series_with(first_date=f"{day}20", last_date=f"{day}10"),
+            ),
+            ("POST", f"/terms/{tid}/series", series_with(teacher_user_id=admin_user["id"])),
+            ("POST", f"/terms/{tid}/series", series_with(subject="")),
+            ("POST", f"/terms/{tid}/series", series_with(weekday=3, period=3)),
+            (
+                "POST",
+                f"/terms/{tid}/series",
+                series_with(teacher_name="王老师", weekday=3, period=3, pairing_id=other["id"]),
+            ),
+            ("PUT", f"/series/{series['series']['id']}", {**series_with(), "pairing_id": 999}),
+            ("POST", f"/lessons/{lesson_id}/move", {"date": f"{YEAR}-10-03", "period": 1}),
+            ("POST", f"/lessons/{lesson_id}/move", {"date": "2040-01-01", "period": 1}),
+            ("POST", f"/lessons/{lesson_id}/move", {"date": f"{day}09"}),
+            ("POST", "/calendar-feeds", {"kind": "classroom"}),
+            ("POST", "/calendar-feeds", {"kind": "classroom", "classroom_id": 999}),
+            ("POST", "/calendar-feeds", {"kind": "teacher", "teacher_user_id": 999}),
+        ]
+        messages = [(await refusal(api, m, p, b))["error"]["message"] for m, p, b in requests]
+
+        head = (
+            "星期,节次,开始时间,结束时间,学科,年级,主讲教室,听课教室,"
+            "教师,课题,类型,单双周,教师账号\n"
+        )
+        rows = [
+            "星期八,1,,,语文,初二,城关一中/301,乡村小学/听课一,李老师,春,,,",
+            "星期四,第十一节课,,,语文,初二,城关一中/301,乡村小学/听课一,李老师,春,,,",
+            "星期四,,9点,10:00,语文,初二,城关一中/301,乡村小学/听课一,李老师,春,,,",
+            "星期四,1,,,,初二,城关一中/301,乡村小学/听课一,李老师,春,,,",
+            "星期四,9,,,语文,初二,城关一中/301,乡村小学/听课一,李老师,春,,,",
+            "星期四,1,,,语文,初二,城关一中/999,乡村小学/听课一,李老师,春,,,",
+            "星期四,1,,,语文,初二,#999,乡村小学/听课一,李老师,春,,,",
+            "星期四,1,,,语文,初二,城关一中/301,城关一中/301,李老师,春,,,",
+            "星期四,1,,,语文,初二,城关一中/301,乡村小学/听课一,李老师,春,讲座,,",
+            "星期四,1,,,语文,初二,城关一中/301,乡村小学/听课一,李老师,春,,三周,",
+            "星期四,1,,,语文,初二,城关一中/301,乡村小学/听课一,李老师,春,,,nobody",
+            "星期三,3,,,语文,初二,城关一中/301,乡村小学/听课一,李老师,春,,,",
+        ]
+        rejected = await refusal(
+            api, "POST", f"/terms/{tid}/import", raw=(head + "\n".join(rows)).encode()
+        )
+        assert len(rejected["rows"]) == len(rows), rejected
+        messages += [r["message"] for r in rejected["rows"]]
+        for raw in (
+            b"\xef\xbb\xbf",
+            head.encode(),
+            "星期,学科\n星期一,数学\n".encode(),
+            b"\xff\xfe\x00",
+        ):
+            messages.append(
+                (await refusal(api, "POST", f"/terms/{tid}/import", raw=raw))["error"]["message"]
+            )
+
+        page, problems = await open_page(browser, server.base_url)
+        texts = await page.evaluate(
+            """async (messages) => {
+                const errors = await import('/static/js/timetable_errors.js');
+                const { loadCatalogue } = await import('/static/js/api.js');
+                const t = await loadCatalogue('zh-CN');
+                return messages.map((m) => errors.knownText(t, m));
+            }""",
+            messages,
+        )
+        unread = [m for m, text in zip(messages, texts, strict=True) if text is None]
+        assert unread == [], unread
+        for message, text in zip(messages, texts, strict=True):
+            assert re.search(r"[\u4e00-\u9fff]", text) and "{" not in text, (message, text)
+        said = dict(zip(messages, texts, strict=True))
+        assert said["periods 1 and 2 overlap"] == "第 1 节和第 2 节的时间重叠。"
+        teacher = next(m for m in messages if ": teacher 王老师 is already booked by" in m)
+        assert said[teacher].startswith(
+            f"时间冲突：教师 王老师 在 {YEAR}-09-02 09:55–10:40 +08:00 "
+        )
+        missing = next(m for m in messages if m.startswith("line 1: missing columns"))
+        assert said[missing] == (
+            "表头（第 1 行）缺少列：年级、主讲教室、听课教室、教师、课题、"
+            "节次（或开始时间和结束时间）。"
+        )
+        assert (
+            said[f"make-up day {YEAR}-10-02 falls in a holiday"]
+            == f"调休日 {YEAR}-10-02 落在假期里。"
+        )
+        assert (
+            said[f"{YEAR}-10-03 is a holiday of term '{TERM['name']}'"]
+            == f"{YEAR}-10-03 是假期，不能调到这一天。"
+        )
+        assert problems == [], problems
+
+
 # ------------------------------------------------------------------ terms, series, the week
 
 
@@ -314,6 +554,7 @@ async def test_an_admin_plans_a_term_schedules_and_changes_single_lessons(
         assert await page.locator('[data-rows="holidays"] .tt-row').count() == 1
         await page.press("#term-year", "Enter")
         await until(page, "!document.getElementById('term-dialog').open")
+        await until(page, "document.getElementById('tt-status').dataset.status === 'ok'")
         status = await page.inner_text("#tt-status")
         assert status == f"已创建学期「{TERM['name']}」，共 20 个教学周。", status
         [(term,)] = await db_rows(server, sa.select(Term))
@@ -405,7 +646,7 @@ async def test_an_admin_plans_a_term_schedules_and_changes_single_lessons(
         await open_lesson(page, "p3", f"{YEAR}-09-09")
         await page.keyboard.press("Escape")
         await until(page, "!document.getElementById('occ-dialog').open")
-        assert await page.evaluate("document.activeElement.classList.contains('tt-lesson')")
+        await until(page, "document.activeElement.classList.contains('tt-lesson')")  # back
         await page.keyboard.press("Enter")  # the focused lesson opens again
         await until(page, "document.getElementById('occ-dialog').open")
         await page.click("#occ-cancel-submit")
@@ -626,6 +867,7 @@ async def test_csv_import_is_all_or_nothing_and_a_feed_is_a_calendar(
         await page.fill("#series-end-date", f"{YEAR}-10-31")
         await page.press("#series-end-date", "Enter")
         await until(page, "!document.getElementById('series-end-dialog').open")
+        await until(page, "document.getElementById('series-result').textContent.includes('结束')")
         ended = await page.inner_text("#series-result")
         # Mondays 09-07 .. 10-26 but 10-05 stay (7); the 11 after 10-31 go.
         assert f"将在 {YEAR}-10-31 之后结束" in ended and "删除 11 节" in ended, ended

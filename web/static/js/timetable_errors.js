@@ -77,7 +77,10 @@ const PATTERNS = [
   [new RegExp(String.raw`^(.+) has (\d+) teacher accounts named ${Q}\3; add a 教师账号 column$`), 'csv_same_name', (m) => ({ school: m[1], count: m[2], name: m[4] })],
   // the CSV file as a whole
   [/^line 1: missing columns (.+?)(?:; unknown columns: (.+))?$/, 'csv_missing', (m, t) => ({
-    columns: m[1],
+    columns: m[1]
+      .replace(/(\S+) \(or (\S+) and (\S+)\)/, (_, period, a, b) => t('timetable.error.csv_either', { period, a, b }))
+      .split(', ')
+      .join(t('timetable.error.list_separator')),
     unknown: m[2] ? t('timetable.error.csv_unknown_columns', { columns: m[2] }) : '',
   })],
   [/^line 1: column (\S+) appears twice$/, 'csv_twice', (m) => ({ column: m[1] })],
