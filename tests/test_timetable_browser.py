@@ -683,7 +683,8 @@ async def test_an_admin_plans_a_term_schedules_and_changes_single_lessons(
         assert await page.inner_text("#tt-status") == "已安排代课：「一次函数」由 赵老师 代课。"
         occurrence, substituted = await occurrence_on(server, f"{YEAR}-09-23")
         assert (substituted.teacher_name, substituted.teacher_user_id) == ("赵老师", ids["zhao"])
-        assert "赵老师" in await page.inner_text(cell("p3", f"{YEAR}-09-23"))
+        shows = "s => document.querySelector(s).textContent.includes('赵老师')"
+        await until(page, shows, cell("p3", f"{YEAR}-09-23"))  # the week redrawn
 
         # The series is as it was; the other occurrences too.
         [(after,)] = await db_rows(server, sa.select(LessonSeries))
