@@ -662,6 +662,7 @@ async def test_an_admin_plans_a_term_schedules_and_changes_single_lessons(
         await show_week(page, 3)
         await open_lesson(page, "p3", f"{YEAR}-09-16")
         assert await page.input_value("#occ-move-date") == f"{YEAR}-09-16"
+        await screenshot(page, "timetable-lesson")
         await page.fill("#occ-move-date", f"{YEAR}-09-17")
         await page.select_option("#occ-move-period", "1")
         await page.press("#occ-move-date", "Enter")
