@@ -194,7 +194,6 @@ def test_every_string_the_admin_pages_use_is_in_both_catalogues() -> None:
     uses = ("lessons", "pairings", "classrooms", "users", "recordings", "lesson_series")
     used |= {f"admin.use.{u}" for u in uses}
     used |= {"admin.live.recording_state.recording"}
-    used |= {f"admin.role.{r}" for r in ("admin", "school_admin", "teacher", "reviewer", "device")}
     used |= {f"admin.nav.{n}" for n in ("schools", "classrooms", "pairings", "lessons", "live")}
     used |= {f"admin.live.{d}{x}" for d in ("up", "down") for x in ("", "_title")}
     used |= {
@@ -633,10 +632,10 @@ async def test_signing_in_on_the_login_page_brings_the_admin_back(
         await page.press("#login-password", "Enter")
         await page.wait_for_url(re.compile(r"/admin#pairings$"))
         await until(page, "window.tongbuAdmin && window.tongbuAdmin.section === 'pairings'")
-        assert await page.text_content("#whoami") == "e2e-admin（管理员）"
+        assert await page.text_content("#nav-user") == "e2e-admin（管理员）"
         assert await page.evaluate("sessionStorage.length + localStorage.length") == 0
-        await page.click("#sign-out")
-        await page.wait_for_url(re.compile(r"/login\?"))
+        await page.click("#nav-sign-out")
+        await page.wait_for_url(re.compile(r"/login$"))
         assert "tongbu_session" not in {c["name"] for c in await context.cookies()}
         await page.goto(f"{server.base_url}/admin#lessons")  # the session is over
         await page.wait_for_url(re.compile(r"/login\?"))
@@ -962,7 +961,7 @@ async def test_a_school_admin_sees_and_edits_only_their_school(
         school_id = schools["城关一中甲"]
         await add_user(server, "zhang", "school_admin", school_id)
         page, problems = await open_admin(browser, server.base_url, "schools", ("zhang", PASSWORD))
-        assert await page.text_content("#whoami") == "zhang（学校管理员）"
+        assert await page.text_content("#nav-user") == "zhang（学校管理员）"
         ids = await page.eval_on_selector_all(
             "#school-table tbody tr", "rs => rs.map(r => r.dataset.id)"
         )
@@ -1006,6 +1005,7 @@ async def test_a_school_admin_sees_and_edits_only_their_school(
         # The receiving school's admin sees the lesson and its pairing, changes neither.
         await add_user(server, "li", "school_admin", schools["乡村小学甲1"])
         page, problems = await open_admin(browser, server.base_url, "lessons", ("li", PASSWORD))
+        await page.wait_for_selector(row)  # the section is shown before its rows arrive
         actions = await page.eval_on_selector_all(
             f"{row} button", "bs => bs.map(b => b.dataset.action)"
         )
@@ -1031,7 +1031,7 @@ async def test_a_teacher_is_told_the_admin_pages_are_not_for_them(
         await until(page, "window.tongbuAdmin && window.tongbuAdmin.section === 'denied'")
         assert await page.is_visible("#section-denied")
         assert await page.text_content("#section-denied h2") == "无权限访问管理页面"
-        assert await page.text_content("#whoami") == "wang（教师）"
+        assert await page.text_content("#nav-user") == "wang（教师）"
         assert await page.is_hidden("#admin-nav")
         for section in ("schools", "classrooms", "pairings", "lessons", "live"):
             assert await page.is_hidden(f"#section-{section}")

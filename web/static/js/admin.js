@@ -16,7 +16,7 @@
 // Tests read `window.tongbuAdmin` (end of this file) rather than scraping the DOM.
 
 import { mountNav } from './nav.js';
-import { ApiError, api, currentSession, loginUrl, signOut } from './session.js';
+import { ApiError, api, currentSession, loginUrl } from './session.js';
 
 const SECTIONS = ['schools', 'classrooms', 'pairings', 'lessons', 'live'];
 const DEFAULT_SECTION = 'lessons';
@@ -1361,17 +1361,6 @@ function wireForms() {
 
 }
 
-function wireSignOut() {
-  $('sign-out').addEventListener('click', async () => {
-    stopLive();
-    try {
-      await signOut();
-    } finally {
-      window.location.assign(loginUrl(`/admin${window.location.search}`));
-    }
-  });
-}
-
 async function main() {
   await loadMessages();
   let session;
@@ -1386,12 +1375,9 @@ async function main() {
     return;
   }
   me = session.user;
-  // The shared top bar (home, timetable, library); this page keeps its own language link,
-  // which carries the section hash along.
+  // The shared top bar (who is signed in, sign-out, home, timetable, library); this page
+  // keeps its own language link, which carries the section hash along.
   await mountNav(t, { session, current: 'admin', langSwitch: false, beforeSignOut: stopLive });
-  $('whoami').textContent = t('admin.whoami', { name: me.display_name || me.username, role: t(`admin.role.${me.role}`) });
-  $('sign-out').hidden = false;
-  wireSignOut();
   if (!ADMIN_ROLES.has(me.role)) {
     showDenied();
     return;

@@ -21,6 +21,7 @@ const LINKS = [
   { key: 'home', href: '/', roles: ['admin', 'school_admin', 'teacher', 'reviewer', 'device'] },
   { key: 'admin', href: '/admin', roles: ['admin', 'school_admin'] },
   { key: 'timetable', href: '/admin/timetable', roles: ['admin', 'school_admin'], label: 'timetable.nav.link' },
+  { key: 'stats', href: '/admin/stats', roles: ['admin', 'school_admin', 'teacher'] },
   { key: 'library', href: '/library', roles: ['admin', 'school_admin', 'teacher', 'reviewer'] },
 ];
 

@@ -409,7 +409,7 @@ async function main() {
   const session = await requireSession();
   if (!session) return;
   state.role = session.user.role;
-  await mountNav(t, { session, current: 'admin' });
+  await mountNav(t, { session, current: 'stats' });
   if (!ROLES.has(session.user.role)) {
     $('stats-denied').hidden = false;
     setStatus('');
