@@ -106,10 +106,11 @@ async def test_demo_runs_a_lesson_and_finalises_its_recording(tmp_path: Path) ->
     lines = dict(
         line.split("=", 1)
         for line in out.splitlines()
-        if line.split("=", 1)[0] in {"WATCH_URL", "BROADCAST_URL", "REPLAY_URL"}
+        if line.split("=", 1)[0] in {"WATCH_URL", "BROADCAST_URL", "BROADCAST_PAGE", "REPLAY_URL"}
     )
     assert "/watch/1#token=" in lines["WATCH_URL"]
     assert lines["BROADCAST_URL"].endswith("/live/1/index.m3u8")
+    assert lines["BROADCAST_PAGE"].endswith("/broadcast/1")
     assert lines["REPLAY_URL"].endswith("/replay/1")
     assert "admin / " in out and "(changed)" not in out
 
