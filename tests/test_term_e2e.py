@@ -28,6 +28,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,23 @@ async def stop_process(process: subprocess.Popen[bytes], within: float = 30) -> 
     except subprocess.TimeoutExpired:
         process.kill()
         await asyncio.to_thread(process.wait)
+
+
+@pytest.fixture
+def spawned() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Every process the test starts, stopped at teardown whatever happened: a timeout
+    interrupts the event loop, and the test's own `finally` may never run."""
+    processes: list[subprocess.Popen[bytes]] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def first_period(now: datetime) -> datetime:
@@ -145,7 +163,7 @@ def decoded_frames(path: Path) -> int:
 
 
 async def test_an_imported_term_runs_itself_and_its_statistics_tell_what_happened(
-    tmp_path: Path,
+    tmp_path: Path, spawned: list[subprocess.Popen[bytes]]
 ) -> None:
     data_dir, port = tmp_path / "data", free_port()
     data_dir.mkdir()
@@ -157,6 +175,7 @@ async def test_an_imported_term_runs_itself_and_its_statistics_tell_what_happene
     )  # fmt: skip
     base_url = f"http://127.0.0.1:{port}"
     server = serve(data_dir, port)
+    spawned.append(server)
     boxes: list[AgentProcess] = []
     async with aiohttp.ClientSession() as http:
         try:
@@ -255,6 +274,7 @@ async def test_an_imported_term_runs_itself_and_its_statistics_tell_what_happene
                 start_auto_agent(name, base_url, device_tokens[name], None, tmp_path)
                 for name in rooms
             ]
+            spawned.extend(box.process for box in boxes)
             for box in boxes:
                 report = await wait_for(
                     lambda b=box: b.of("timetable"), 60, f"{box.name} to read its timetable"
