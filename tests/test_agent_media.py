@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
+import signal
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import cv2
@@ -27,7 +30,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 from classroom.agent.encoder import VideoEncoder
 from classroom.agent.feedback import HOOK, watch_sender_feedback
 from classroom.agent.publisher import MediaPublisher, publisher_factory, tone_frequency
-from classroom.agent.reception import dominant_frequency
+from classroom.agent.reception import FrameSaver, dominant_frequency
 from classroom.agent.sources import (
     FrameClock,
     TestPatternSource,
@@ -377,3 +380,22 @@ async def test_audio_leaves_the_track_as_opus_packets() -> None:
                               for f in decoder.decode(av.Packet(bytes(p)))])
     assert len(samples) >= 4 * 960
     track.stop()
+
+
+def test_a_saved_reception_survives_the_agent_being_killed(tmp_path: Path) -> None:
+    """`--save` writes what a room received; SIGKILL mid-lesson must leave a file that
+    decodes up to the last fragment (the header and fragments reach the file as they are
+    made, not when the container closes)."""
+    path = tmp_path / "received.mp4"
+    pid = os.fork()
+    if pid == 0:  # the "agent": writes 1.5 s at 30 fps (g=30: one full fragment), then dies
+        saver = FrameSaver(path)
+        for i in range(45):
+            saver.write(av.VideoFrame.from_ndarray(np.full((180, 320, 3), i * 5, np.uint8)))
+        os.kill(os.getpid(), signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="gray") for f in container.decode(video=0)]
+    assert len(frames) >= 30
+    assert abs(float(frames[10].mean()) - 50) < 8  # the picture that was written

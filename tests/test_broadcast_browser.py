@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
+from playwright.async_api import expect
 
 from classroom.agent.testpattern import PatternCode, read_pattern
 from tests.browser import artifact_path, chromium_available, launch_chromium
@@ -243,8 +244,10 @@ async def test_public_broadcast_from_waiting_to_replay_for_an_anonymous_viewer(
                     assert await page.evaluate("document.activeElement.id") == "sound"
                     await page.keyboard.press("Enter")
                     assert (await page_state(page))["muted"] is False
-                    assert await page.locator("#sound").get_attribute("aria-pressed") == "true"
-                    assert await page.locator("#sound").inner_text() == "静音"
+                    # The button follows the video's volumechange event, a moment later.
+                    sound = page.locator("#sound")
+                    await expect(sound).to_have_attribute("aria-pressed", "true")
+                    await expect(sound).to_have_text("静音")
                     await page.keyboard.press("m")
                     assert (await page_state(page))["muted"] is True
 

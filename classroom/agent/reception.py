@@ -129,10 +129,12 @@ class FrameSaver:
     def write(self, frame: av.VideoFrame) -> None:
         if self._container is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Fragmented MP4: what was written stays playable if the agent is killed.
+            # Fragmented MP4, each packet flushed to the file: what was written stays
+            # playable if the agent is killed (an unflushed I/O buffer would hold the header).
             self._container = av.open(
                 str(self.path), "w", format="mp4",
-                options={"movflags": "frag_keyframe+empty_moov+default_base_moof"},
+                options={"movflags": "frag_keyframe+empty_moov+default_base_moof",
+                         "flush_packets": "1"},
             )
             self._stream = self._container.add_stream("libx264", rate=30)
             self._stream.width = frame.width
