@@ -68,8 +68,9 @@ async def assert_video_advancing(agent: AgentProcess, classroom_id: int, within:
     # once, before the window).
     assert second["counter_regressions"] == first["counter_regressions"]
     assert second["codec"] == codec  # forwarded as published, never transcoded
-    # Frames flow (the rate itself depends on how loaded the shared test box is).
-    assert second["fps"] > 0, second
+    # Frames flow between the two reports (a single report's fps can read 0 when the shared
+    # test box stalls the agent for a report interval; the count cannot go back).
+    assert second["frames"] > first["frames"], (first, second)
     return second
 
 
