@@ -274,6 +274,11 @@ class ClassroomAgent:
             for consumer in consumers:
                 consumer.cancel()
             await asyncio.gather(*consumers, return_exceptions=True)
+            for saver in savers:  # the last fragment and the encoder's tail reach the file
+                try:
+                    saver.close()
+                except Exception:  # a debugging aid must not mask why the session ended
+                    logger.exception("could not finish %s", saver.path)
 
     async def _await_joined(self, ws: websockets.ClientConnection) -> protocol.Joined:
         while True:
