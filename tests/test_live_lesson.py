@@ -68,9 +68,9 @@ async def assert_video_advancing(agent: AgentProcess, classroom_id: int, within:
     # once, before the window).
     assert second["counter_regressions"] == first["counter_regressions"]
     assert second["codec"] == codec  # forwarded as published, never transcoded
-    # Frames flow between the two reports (a single report's fps can read 0 when the shared
-    # test box stalls the agent for a report interval; the count cannot go back).
-    assert second["frames"] > first["frames"], (first, second)
+    # Frames flowed: the pattern's counter went up between the two reports (waited for
+    # above). Neither one report's fps (0 when the shared box stalls an agent for a report
+    # interval) nor the frame count (it restarts when the agent rejoins) can say more.
     return second
 
 
