@@ -119,6 +119,11 @@ async def eventually(
         await asyncio.sleep(0.3)
 
 
+async def until(probe: Callable[[], Awaitable[Any]], within: float, what: str) -> Any:
+    """Poll `probe` until it returns something truthy, and return that."""
+    return await eventually(probe, bool, within, what)
+
+
 async def screenshot(page: Any, name: str, *, full_page: bool = False) -> None:
     folder = ARTIFACTS / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)

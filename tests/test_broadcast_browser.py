@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -30,6 +29,7 @@ from playwright.async_api import expect
 from classroom.agent.testpattern import PatternCode, read_pattern
 from tests.browser import artifact_path, chromium_available, launch_chromium
 from tests.live_harness import join_token, running_server, start_agent, stop_all
+from tests.page_session import until
 from tests.test_broadcast import create_lesson
 from tests.test_recording_e2e import wait_for_entry
 
@@ -50,16 +50,6 @@ NO_MSE = (
 )
 
 
-async def until(probe: Callable[[], Awaitable[Any]], within: float, what: str) -> Any:
-    """Poll `probe` until it returns something truthy; the failure says what never came."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"{what} not within {within:.0f} s (last: {last!r})")
 
 
 async def page_state(page: Any) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 from signaling import protocol
 from tests.browser import artifact_path, chromium_available, launch_chromium
 from tests.live_harness import create_lesson, join_token, running_server, start_agent, stop_all
+from tests.page_session import until
 from tests.test_live_lesson import assert_video_advancing, in_process_main
 from tests.test_recording_e2e import wait_for_entry
 
@@ -33,16 +33,6 @@ pytestmark = [
 ]
 
 
-async def until(probe: Callable[[], Awaitable[Any]], within: float, what: str) -> Any:
-    """Poll `probe` until it returns something truthy."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{what} not within {within:.0f} s (last: {last!r})")
 
 
 async def record_short_lesson(
