@@ -125,6 +125,26 @@ def test_encoder_honours_keyframe_request(codec: str) -> None:
     assert keyframes == [0, 17]
 
 
+@pytest.mark.parametrize("interval_s, expected", [(0.5, [0, 15, 30, 45]), (60.0, [0])])
+def test_periodic_keyframes_follow_the_configured_interval(
+    interval_s: float, expected: list[int]
+) -> None:
+    encoder = VideoEncoder("h264", 320, 180, 30, 500_000, keyframe_interval_s=interval_s)
+    renderer = PatternRenderer(320, 180, "Room", 1)
+    keyframes = []
+    for i in range(60):
+        frame = renderer.render_frame(i, i)
+        frame.pts, frame.time_base = i * 3000, TB
+        keyframes += [i for packet in encoder.encode(frame) if packet.is_keyframe]
+    assert keyframes == expected
+
+
+@pytest.mark.parametrize("interval_s", [0.0, -1.0, float("nan")])
+def test_a_keyframe_interval_that_is_not_positive_is_refused(interval_s: float) -> None:
+    with pytest.raises(ValueError, match="keyframe interval"):
+        VideoEncoder("h264", 320, 180, 30, 500_000, keyframe_interval_s=interval_s)
+
+
 def test_h264_keyframes_carry_sps_and_pps() -> None:
     encoder = VideoEncoder("h264", 320, 180, 30, 500_000)
     renderer = PatternRenderer(320, 180, "Room", 1)
@@ -358,7 +378,12 @@ def test_factory_gives_each_room_its_own_tag_tone_and_closes_the_last() -> None:
     second = factory(3, "publish")
     assert first.video.readyState == "ended" and second.video.readyState == "live"
     assert isinstance(second.video.source, TestPatternSource)
+    assert second.encoder.keyframe_interval_s == 4.0  # the agent's default
     second.close()  # type: ignore[attr-defined]
+    slow = publisher_factory("testpattern", width=320, height=180, fps=30, codec="h264",
+                             keyframe_interval_s=60.0)(3, "publish")
+    assert isinstance(slow, MediaPublisher) and slow.encoder.keyframe_interval_s == 60.0
+    slow.close()
 
 
 def test_watch_feedback_refuses_a_sender_without_the_hook() -> None:

@@ -191,14 +191,18 @@ async def test_full_lesson_main_and_four_receiving_rooms(tmp_path: Path) -> None
                 assert agent.process.returncode in (0, -15), agent.stderr_tail()
 
 
-async def test_room_joining_mid_lesson_sees_video_within_a_second(tmp_path: Path) -> None:
+async def test_room_joining_mid_lesson_starts_on_a_keyframe_asked_for_it(tmp_path: Path) -> None:
+    """The teacher's box sends periodic keyframes only once a minute here, so the late room's
+    first picture can only come from the keyframe the router asked for on its behalf. How soon
+    it comes (the one-second target) is measured by `bench/late_join.py`, not here."""
     async with running_server(tmp_path / "data") as server:
         api = server.api
         lesson = await create_lesson(api, receiving=2)
         lid = lesson.lesson_id
         main_token = await join_token(api, lid, "main", lesson.main_classroom_id)
         first, late_room = lesson.receiving_classroom_ids
-        agents = [start_agent("main", server.base_url, main_token, tmp_path)]
+        agents = [start_agent("main", server.base_url, main_token, tmp_path,
+                              extra=("--keyframe-interval", "60"))]
         agents.append(start_agent("first", server.base_url,
                                   await join_token(api, lid, "receiving", first), tmp_path))
         try:
@@ -217,8 +221,8 @@ async def test_room_joining_mid_lesson_sees_video_within_a_second(tmp_path: Path
                 "the late room's first frame")
             delay = track["first_frame_unix"] - joined[0]["t"]
             print(f"late joiner: first decodable frame {delay:.3f} s after joining")
-            assert delay < 1.0, f"first decodable frame {delay:.2f} s after joining"
-            # The frame came from a keyframe asked for the late room, not a periodic one.
+            # Well before the next periodic keyframe: the router asked the teacher's box.
+            assert delay < 30, f"first decodable frame {delay:.2f} s after joining"
             assert keyframe_requests_of(server.live(lid), teacher_track) > requests_before
             await asyncio.sleep(1)
         finally:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from classroom.agent.auto import POLL_S, REFRESH_S, AutoAgent
 from classroom.agent.client import ClassroomAgent, Reporter
+from classroom.agent.encoder import KEYFRAME_INTERVAL_S
 
 
 def add_agent_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -60,6 +61,14 @@ def add_agent_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--codec", choices=("h264", "vp8"), default="h264")
+    parser.add_argument(
+        "--keyframe-interval",
+        type=float,
+        default=KEYFRAME_INTERVAL_S,
+        metavar="SECONDS",
+        help="periodic keyframes this often (rooms that join or lose packets also ask for "
+        "one at once); longer saves bitrate on a poor uplink",
+    )
     parser.add_argument("--report-interval", type=float, default=1.0, metavar="SECONDS")
     parser.add_argument("--report", type=Path, help="write JSON lines here instead of stdout")
     parser.add_argument("--save", type=Path, metavar="DIR", help="save received video here")
@@ -78,6 +87,10 @@ def run_agent_command(args: argparse.Namespace) -> int:
         return 2
     if not args.auto and not args.token:
         print("tongbu agent: give --token (one lesson) or --auto --device-token", file=sys.stderr)
+        return 2
+    if not args.keyframe_interval > 0:
+        print("tongbu agent: --keyframe-interval must be a positive number of seconds",
+              file=sys.stderr)
         return 2
     try:
         parse_source(args.source)  # fail before connecting, with the reason
@@ -102,6 +115,7 @@ def run_agent_command(args: argparse.Namespace) -> int:
         fps=args.fps,
         codec=args.codec,
         label_for=room_name,
+        keyframe_interval_s=args.keyframe_interval,
     )
     reporter = Reporter(stream)
 

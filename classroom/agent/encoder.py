@@ -74,6 +74,8 @@ class VideoEncoder:
             raise ValueError(f"codec must be 'h264' or 'vp8', not {codec!r}")
         if width % 2 or height % 2:
             raise ValueError(f"frame size must be even, not {width}x{height}")
+        if not keyframe_interval_s > 0:
+            raise ValueError(f"keyframe interval must be positive, not {keyframe_interval_s}")
         self.codec: Codec = codec
         self.width = width
         self.height = height

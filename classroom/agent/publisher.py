@@ -16,7 +16,7 @@ from collections.abc import Callable
 from aiortc import RTCRtpSender
 
 from classroom.agent.client import Publisher, PublisherFactory
-from classroom.agent.encoder import Codec, VideoEncoder
+from classroom.agent.encoder import KEYFRAME_INTERVAL_S, Codec, VideoEncoder
 from classroom.agent.feedback import watch_sender_feedback
 from classroom.agent.sources import SourceSpec, ToneSource, parse_source
 from classroom.agent.tracks import EncodedVideoTrack, ToneAudioTrack
@@ -49,13 +49,19 @@ class MediaPublisher:
         tag: int,
         tone_hz: float,
         bitrate_bps: int | None = None,
+        keyframe_interval_s: float = KEYFRAME_INTERVAL_S,
     ) -> None:
         self.codec: Codec = codec
         self.tag = tag & 0xFF
         self.label = label
         source = spec.open(width, height, fps, label, self.tag)
         self.encoder = VideoEncoder(
-            codec, width, height, fps, bitrate_bps or initial_bitrate(width, height, fps)
+            codec,
+            width,
+            height,
+            fps,
+            bitrate_bps or initial_bitrate(width, height, fps),
+            keyframe_interval_s=keyframe_interval_s,
         )
         self.video = EncodedVideoTrack(source, self.encoder)
         self.audio = ToneAudioTrack(ToneSource(tone_hz))
@@ -96,6 +102,7 @@ def publisher_factory(
     codec: Codec,
     label_for: Callable[[int, str], str] | None = None,
     bitrate_bps: int | None = None,
+    keyframe_interval_s: float = KEYFRAME_INTERVAL_S,
 ) -> PublisherFactory:
     """A factory making a fresh publisher per connection; ValueError on a bad spec now.
 
@@ -119,6 +126,7 @@ def publisher_factory(
             tag=classroom_id & 0xFF,
             tone_hz=tone_frequency(classroom_id),
             bitrate_bps=bitrate_bps,
+            keyframe_interval_s=keyframe_interval_s,
         )
         previous.append(publisher)
         return publisher
