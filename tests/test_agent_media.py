@@ -100,14 +100,6 @@ def test_rooms_are_told_apart_by_colour() -> None:
     assert np.abs(px.astype(int) - np.array(room_colour(3))).max() < 8
 
 
-def test_reading_a_720p_frame_is_cheap() -> None:
-    frame = PatternRenderer(1280, 720, "Room", 1).render_frame(5, 5)
-    start = time.perf_counter()
-    for _ in range(200):
-        assert read_pattern_frame(frame) is not None
-    assert (time.perf_counter() - start) / 200 < 0.001
-
-
 @pytest.mark.parametrize("codec", ["h264", "vp8"])
 def test_encoder_honours_keyframe_request(codec: str) -> None:
     encoder = VideoEncoder(codec, 320, 180, 30, 500_000)  # type: ignore[arg-type]
@@ -247,12 +239,39 @@ async def test_file_source_plays_a_file_in_a_loop(tmp_path) -> None:  # type: ig
     assert counters.count(0) >= 2  # looped
 
 
-async def test_frame_clock_paces_in_real_time() -> None:
+class FakeClock:
+    """The machine's clock, which a loaded CI box makes jumpy: here it moves only when the
+    frame clock sleeps, or when the test says time was lost (a slow encode)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+async def test_frame_clock_paces_in_real_time_and_skips_rather_than_bursts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = FakeClock()
+    monkeypatch.setattr("classroom.agent.sources.time.monotonic", fake.monotonic)
+    monkeypatch.setattr("classroom.agent.sources.asyncio.sleep", fake.sleep)
     clock = FrameClock(50)
-    start = time.monotonic()
     stamps = [await clock.tick() for _ in range(11)]
-    assert 0.17 < time.monotonic() - start < 0.4
-    assert stamps == [i * 1800 for i in range(11)]
+    assert stamps == [i * 1800 for i in range(11)]  # 90 kHz, one frame = 20 ms
+    assert sum(fake.slept) == pytest.approx(0.2) and all(
+        s == pytest.approx(0.02) for s in fake.slept)
+    fake.now += 0.005  # an encode took a quarter frame: absorbed, next slot kept
+    assert await clock.tick() == 11 * 1800 and fake.now == pytest.approx(1000.22)
+    fake.now += 0.1  # five frames lost: continue from now, no burst of late frames
+    fake.slept.clear()
+    assert await clock.tick() == 16 * 1800 and fake.slept == []
+    assert await clock.tick() == 17 * 1800 and fake.slept == [pytest.approx(0.02)]
 
 
 def test_tone_is_phase_continuous_and_timed() -> None:

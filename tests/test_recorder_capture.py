@@ -191,22 +191,6 @@ def test_a_file_that_is_not_a_packet_log_is_a_clear_error(tmp_path: Path) -> Non
         read_packet_log(path)
 
 
-def test_append_cost_and_fsync_cost_are_small(tmp_path: Path) -> None:
-    """Not a benchmark: a guard that appends stay cheap on the event loop (one write)."""
-    writer = PacketLogWriter(tmp_path / "a.tbl", meta())
-    data = os.urandom(8000)
-    started = time.perf_counter()
-    for i in range(500):
-        writer.append(i, False, data)
-    per_append_ms = (time.perf_counter() - started) * 1000 / 500
-    started = time.perf_counter()
-    writer.flush(sync=True)
-    fsync_ms = (time.perf_counter() - started) * 1000
-    writer.close()
-    print(f"append {per_append_ms:.3f} ms/frame, fsync of 4 MB {fsync_ms:.1f} ms")
-    assert per_append_ms < 1.0
-
-
 # --------------------------------------------------------------------------- depacketize
 
 
