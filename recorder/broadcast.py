@@ -349,7 +349,12 @@ class Broadcasts:
         self._access[lesson.lesson_id] = Access(
             roster.broadcast, is_public(str(roster.kind), roster.broadcast), time.monotonic()
         )
-        if not roster.broadcast:
+        if roster.broadcast:
+            # Viewers see "waiting" through the lead-in: the broadcast starts with the class.
+            lesson.when_class_starts(self._start)
+
+    def _start(self, lesson: LiveLesson) -> None:
+        if lesson.state == "ended" or lesson.lesson_id in self.live:
             return
         broadcaster = LiveBroadcaster(
             lesson,

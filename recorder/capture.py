@@ -51,6 +51,11 @@ def capture_dir(data_dir: Path, lesson_id: int) -> Path:
     return Path(data_dir) / "recordings" / str(lesson_id) / "capture"
 
 
+def capture_begun(data_dir: Path, lesson_id: int) -> bool:
+    """Whether this lesson's capture has started before (lesson.json is its first write)."""
+    return (capture_dir(data_dir, lesson_id) / "lesson.json").exists()
+
+
 def log_name(classroom_id: int, kind: str, part: int) -> str:
     return f"{classroom_id}-{kind}.{part:03d}.tbl"
 
@@ -243,6 +248,9 @@ class LessonRecorder:
             None,
             {"resumed": resumed} if resumed else {},
         )
+        if lesson.stage is not None:
+            # Put on stage before the recording began: the composite must show it from t=0.
+            self.write_event(time.time(), "stage", lesson.stage, {"before_recording": True})
         lesson.publication_observers.append(self.on_publication)
         lesson.event_observers.append(self.on_event)
         for publication in list(lesson.publications.values()):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from recorder.capture import LessonRecorder, RecordingCounters
+from recorder.capture import LessonRecorder, RecordingCounters, capture_begun
 from signaling.appkeys import SETTINGS
 from signaling.live_lesson import LiveLesson
 from signaling.live_state import LiveLessonState, RecordingState
@@ -49,6 +49,8 @@ def setup_recorder(app: web.Application) -> None:
     def add_recording_state(state: LiveLessonState) -> None:
         recorder = recorders.get(state.lesson_id)
         if recorder is None:
+            if state.class_started_at is None and state.planned_start is not None:
+                state.recording = RecordingState(state="waiting", starts_at=state.planned_start)
             return
         c = recorder.counters
         state.recording = RecordingState(
@@ -58,7 +60,9 @@ def setup_recorder(app: web.Application) -> None:
 
     registry.snapshot_hooks.append(add_recording_state)
 
-    def lesson_created(lesson: LiveLesson) -> None:
+    def start_recording(lesson: LiveLesson) -> None:
+        if lesson.state == "ended" or lesson.lesson_id in recorders:
+            return
         try:
             recorder = LessonRecorder(lesson, data_dir)
         except Exception:
@@ -68,6 +72,14 @@ def setup_recorder(app: web.Application) -> None:
         recorders[lesson.lesson_id] = recorder
         recorder.start()
         logger.info("recording lesson %s into %s", lesson.lesson_id, recorder.directory)
+
+    def lesson_created(lesson: LiveLesson) -> None:
+        # Pupils are filmed from the bell, not while rooms connect during the lead-in. A
+        # capture already begun (the server restarted mid-lesson) goes on at once: its
+        # class had started, if by hand before its bell, too.
+        lesson.when_class_starts(start_recording)
+        if capture_begun(data_dir, lesson.lesson_id):
+            lesson.start_class("resumed")
 
     async def lesson_ended(lesson: LiveLesson, reason: str) -> None:
         recorder = recorders.get(lesson.lesson_id)

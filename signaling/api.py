@@ -976,8 +976,13 @@ async def open_lesson(call: Call) -> s.LessonOut:
 
 
 async def start_lesson(call: Call) -> s.LessonOut:
-    """open → live, for a lesson started by hand before the main room joins."""
-    return await _transition(call, LessonState.LIVE)
+    """open → live, for a lesson started by hand before the main room joins. The class
+    starts now, even before its bell: its recording and broadcast begin with the media."""
+    out = await _transition(call, LessonState.LIVE)
+    live = call.request.app.get(LIVE)
+    if live is not None:
+        live.start_class(call.id())
+    return out
 
 
 async def end_lesson(call: Call) -> s.LessonOut:

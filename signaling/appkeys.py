@@ -21,6 +21,8 @@ class LiveLessons(Protocol):
 
     async def end_lesson(self, lesson_id: int, reason: str) -> None: ...
 
+    def start_class(self, lesson_id: int) -> None: ...
+
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", async_sessionmaker)

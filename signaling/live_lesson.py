@@ -48,6 +48,7 @@ class RoomPresenceState:
 
 
 PublicationObserver = Callable[[Publication], None]
+ClassStartCallback = Callable[["LiveLesson"], None]
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class LessonEvent:
     """Something that happened in the room, for the recording's timeline and chapters.
 
     kinds: join, leave (detail: reason), stage / unstage, hand_raised, hand_lowered,
-    mute (detail: kind, muted), ended (detail: reason).
+    mute (detail: kind, muted), class_started (detail: how), ended (detail: reason).
     """
 
     at: datetime
@@ -86,6 +87,12 @@ class LiveLesson:
         self.event_observers: list[EventObserver] = []
         self.transcodes = 0
         self._reconcile_lock = asyncio.Lock()
+        # Rooms may connect during the lead-in before the bell (the scheduler opens lessons
+        # early so links can be checked); the recording and the public broadcast wait for
+        # the class itself: the bell, or a teacher starting it by hand.
+        self.class_started_at: datetime | None = None
+        self._class_start_callbacks: list[ClassStartCallback] = []
+        self._bell: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------- policy
 
@@ -128,6 +135,48 @@ class LiveLesson:
 
     def sessions(self) -> list[SignalingSession]:
         return [*self.rooms.values(), *self.watchers]
+
+    # ------------------------------------------------------------- the bell
+
+    def when_class_starts(self, callback: ClassStartCallback) -> None:
+        """Run `callback(lesson)` when the class starts: now if it has already."""
+        if self.class_started_at is not None:
+            callback(self)
+        else:
+            self._class_start_callbacks.append(callback)
+
+    def start_class_at_bell(self, *, started_by_hand: bool = False) -> None:
+        """Start the class now if its planned start has come (or a person started it),
+        else at the planned start. Call once, when the lesson goes live here."""
+        delay = (self.roster.planned_start - now_utc()).total_seconds()
+        if started_by_hand or delay <= 0:
+            self.start_class("by_hand" if started_by_hand and delay > 0 else "bell")
+        elif self._bell is None:
+            self._bell = asyncio.get_running_loop().call_later(delay, self.start_class, "bell")
+
+    def start_class(self, how: str) -> None:
+        """The class begins (idempotent): whoever waited for it starts now."""
+        if self.class_started_at is not None:
+            return
+        if self._bell is not None:
+            self._bell.cancel()
+            self._bell = None
+        self.class_started_at = now_utc()
+        logger.info("lesson %s: class started (%s)", self.lesson_id, how)
+        callbacks, self._class_start_callbacks = self._class_start_callbacks, []
+        for callback in callbacks:
+            try:
+                callback(self)
+            except Exception:
+                logger.exception("class start callback failed for lesson %s", self.lesson_id)
+        self.emit("class_started", how=how)  # after: the recording's timeline has it
+
+    def cancel_bell(self) -> None:
+        """The lesson ended before its bell: nobody waits for a class that never began."""
+        if self._bell is not None:
+            self._bell.cancel()
+            self._bell = None
+        self._class_start_callbacks.clear()
 
     # ------------------------------------------------------------- events
 
@@ -262,6 +311,9 @@ class LiveLesson:
             watchers=len(self.watchers),
             tracks=tracks,
             forwarding=forwarding,
+            class_started_at=self.class_started_at.isoformat() if self.class_started_at
+            else None,
+            planned_start=self.roster.planned_start.isoformat(),
         )
 
 

@@ -33,6 +33,8 @@ class LiveLessonRegistry:
         self.on_lesson_ended: list[Callable[[LiveLesson, str], Awaitable[None]]] = []
         # Add what other parts know about a live lesson (the broadcast) to its snapshot.
         self.snapshot_hooks: list[Callable[[LiveLessonState], None]] = []
+        # Lessons a person started by hand before their bell and before any room joined.
+        self._started_by_hand: set[int] = set()
 
     async def attach(self, roster: LessonRoster, session: SignalingSession) -> LiveLesson:
         """Add a session to its lesson; the same classroom joining again replaces the old."""
@@ -43,6 +45,9 @@ class LiveLessonRegistry:
                 self.lessons[roster.lesson_id] = lesson
                 for hook in self.on_lesson_created:
                     hook(lesson)
+                by_hand = roster.lesson_id in self._started_by_hand
+                self._started_by_hand.discard(roster.lesson_id)
+                lesson.start_class_at_bell(started_by_hand=by_hand)
             if session.role == "main":
                 lesson.state = "live"
         if session.classroom_id is None:
@@ -90,12 +95,23 @@ class LiveLessonRegistry:
             hook(state)
         return state
 
+    def start_class(self, lesson_id: int) -> None:
+        """A person started the class (开始上课) before its bell: record from now on, or
+        from the moment its media go live here if no room has joined yet."""
+        lesson = self.lessons.get(lesson_id)
+        if lesson is not None:
+            lesson.start_class("by_hand")
+        else:
+            self._started_by_hand.add(lesson_id)
+
     async def end_lesson(self, lesson_id: int, reason: str) -> None:
         """Tell every room the lesson is over and close their connections."""
+        self._started_by_hand.discard(lesson_id)
         lesson = self.lessons.pop(lesson_id, None)
         if lesson is None:
             return
         lesson.state = "ended"
+        lesson.cancel_bell()
         for session in lesson.sessions():
             await session.send(protocol.LessonEnded(reason=reason))
         await asyncio.gather(

@@ -86,7 +86,8 @@ class BroadcastState(msgspec.Struct, kw_only=True):
 class RecordingState(msgspec.Struct, kw_only=True):
     """The lesson's recording while it runs (recorder/capture.py fills it in)."""
 
-    state: str  # "recording"
+    state: str  # "recording", or "waiting" for the bell (starts_at)
+    starts_at: str | None = None
     tracks: int = 0  # packet logs opened (a room's track, per connection)
     frames: int = 0
     bytes: int = 0
@@ -105,5 +106,8 @@ class LiveLessonState(msgspec.Struct, kw_only=True):
     forwarding: ForwardingCounters = msgspec.field(default_factory=ForwardingCounters)
     # Set when the lesson is broadcast as live HLS (recorder/broadcast.py fills it in).
     broadcast: BroadcastState | None = None
-    # Set while the lesson is being recorded.
+    # Set while the lesson is being recorded, or waits for the bell to be.
     recording: RecordingState | None = None
+    # When the class began (the bell, or a teacher by hand); None during the lead-in.
+    class_started_at: str | None = None
+    planned_start: str | None = None

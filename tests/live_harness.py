@@ -130,9 +130,11 @@ class DemoLesson:
 
 
 async def create_lesson(
-    api: Api, receiving: int = 4, *, tag: str = "", kind: str = "dedicated"
+    api: Api, receiving: int = 4, *, tag: str = "", kind: str = "dedicated",
+    starts_in: float = 0.0,
 ) -> DemoLesson:
-    """A city school's main classroom paired with `receiving` rural classrooms, lesson open."""
+    """A city school's main classroom paired with `receiving` rural classrooms, lesson open.
+    `starts_in` seconds puts its bell in the future: rooms joining now are in its lead-in."""
     city = await api.call("POST", "/schools", {"name": f"城关一中{tag}", "kind": "city"})
     main = await api.call("POST", "/classrooms", {"school_id": city["id"], "name": "主讲教室"})
     names = {main["id"]: "主讲教室"}
@@ -150,7 +152,7 @@ async def create_lesson(
         {"name": f"结对{tag}", "main_classroom_id": main["id"],
          "receiving_classroom_ids": rural_ids},
     )
-    start = datetime.now(UTC).replace(microsecond=0)
+    start = (datetime.now(UTC) + timedelta(seconds=starts_in)).replace(microsecond=0)
     lesson = await api.call(
         "POST",
         "/lessons",

@@ -233,6 +233,11 @@ async def test_two_lessons_run_themselves_across_a_server_restart(tmp_path: Path
                 # On time: after it opened, before its bell.
                 assert opened_at <= joins(agent, first)[0] < planned[0][0].timestamp()
 
+            # ---- recording begins at the bell (tests/test_recording_bell.py: not before)
+            capture = data_dir / "recordings" / str(first) / "capture"
+            await asyncio.sleep(max(0.0, planned[0][0].timestamp() - time.time()))
+            await wait_for(lambda: list(capture.glob("*-video.000.tbl")), 10, "the recording")
+
             # ---- the server restarts in the middle of lesson 1
             await asyncio.sleep(2)
             await stop_server(server)

@@ -1065,6 +1065,10 @@ function broadcastLine(live) {
 }
 
 function recordingLine(recording) {
+  if (recording.state === 'waiting') {
+    // Rooms connect during the lead-in; pupils are recorded from the bell on.
+    return t('admin.live.recording_waiting', { time: timeOnly.format(new Date(recording.starts_at)) });
+  }
   const key = `admin.live.recording_state.${recording.state}`;
   return t('admin.live.recording_detail', {
     state: key in messages ? t(key) : recording.state,
