@@ -137,6 +137,30 @@ async def get_user_by_name(db: AsyncSession, username: str) -> User | None:
     return await db.scalar(sa.select(User).where(User.username == username))
 
 
+async def join_token_revoked(
+    db: AsyncSession, username: str | None, classroom_id: int | None
+) -> str | None:
+    """Why a join token minted for `username` no longer speaks for it, or None.
+
+    Join tokens are signed, not stored, so disabling an account could not reach the tokens
+    it already holds (a box's rejoin token lasts until after its lesson). Their holder is
+    checked at every join instead. A subject that names no account (the demo, a token an
+    operator minted on the server) is the server's own word and stays valid.
+    """
+    if username is None:
+        return None
+    user = await get_user_by_name(db, username)
+    if user is None:
+        return None
+    if user.disabled:
+        return f"the account {username!r} is disabled"
+    if user.role == UserRole.DEVICE and classroom_id is not None and (
+        user.classroom_id != classroom_id
+    ):
+        return f"the device account {username!r} no longer belongs to classroom {classroom_id}"
+    return None
+
+
 def check_password_rules(username: str, password: str, *, field: str = "password") -> None:
     """Refuse passwords that are too short or are the username (in any case)."""
     if len(password) < MIN_PASSWORD_LENGTH:

@@ -487,10 +487,26 @@ async def update_user(call: Call) -> s.UserOut:
         if body.disabled or body.password is not None:
             changes["sessions_ended"] = await sessions.end_sessions_of(db, target.id)
             changes["tokens_revoked"] = await users.revoke_tokens_of(db, target.id)
+        if closed := await _close_revoked_live_sessions(call, target):
+            changes["live_sessions_closed"] = closed
         await audit.record(
             db, call.me, "user.updated", f"user:{target.username}", changes, call.remote
         )
         return _user_out(target)
+
+
+async def _close_revoked_live_sessions(call: Call, target: User) -> int:
+    """A disabled account, or a device moved to another classroom, leaves the lessons it
+    is in now, not only at its next join (users.join_token_revoked)."""
+    live = call.request.app.get(LIVE)
+    if live is None:
+        return 0
+    if target.disabled:
+        return await live.revoke(target.username, lambda _classroom: False)
+    if target.role == UserRole.DEVICE:
+        bound = target.classroom_id
+        return await live.revoke(target.username, lambda classroom: classroom == bound)
+    return 0
 
 
 async def unlock_user(call: Call) -> s.UserOut:

@@ -11,6 +11,8 @@ from classroom.config import Settings
 from signaling.live_state import LiveLessonState
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from signaling.tokens import JoinTokens
 
 
@@ -22,6 +24,8 @@ class LiveLessons(Protocol):
     async def end_lesson(self, lesson_id: int, reason: str) -> None: ...
 
     def start_class(self, lesson_id: int) -> None: ...
+
+    async def revoke(self, username: str, still_valid: Callable[[int | None], bool]) -> int: ...
 
 
 SETTINGS = web.AppKey("settings", Settings)

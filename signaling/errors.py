@@ -26,6 +26,7 @@ class ErrorCode(StrEnum):
     TOKEN_EXPIRED = "token_expired"
     TOKEN_WRONG_LESSON = "token_wrong_lesson"
     TOKEN_WRONG_ROLE = "token_wrong_role"
+    TOKEN_REVOKED = "token_revoked"
     # lessons and rooms
     LESSON_NOT_FOUND = "lesson_not_found"
     LESSON_NOT_OPEN = "lesson_not_open"
@@ -67,6 +68,9 @@ DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.TOKEN_WRONG_LESSON: "The join token was minted for another lesson.",
     ErrorCode.TOKEN_WRONG_ROLE: "The join token's role does not match the role asked for "
     "or the classroom's place in the lesson.",
+    ErrorCode.TOKEN_REVOKED: "The account the join token was minted for is disabled, or the "
+    "device account now belongs to another classroom; only an enabled account's new token "
+    "joins.",
     ErrorCode.LESSON_NOT_FOUND: "No lesson with this id.",
     ErrorCode.LESSON_NOT_OPEN: "The lesson is not open yet.",
     ErrorCode.LESSON_ENDED: "The lesson has ended or was cancelled.",

@@ -104,6 +104,26 @@ class LiveLessonRegistry:
         else:
             self._started_by_hand.add(lesson_id)
 
+    async def revoke(self, username: str, still_valid: Callable[[int | None], bool]) -> int:
+        """Close the live sessions joined with tokens minted for `username` whose classroom
+        (None for a watcher) no longer passes `still_valid`; how many were closed."""
+        closing = [
+            session
+            for lesson in self.lessons.values()
+            for session in lesson.sessions()
+            if session.claims is not None
+            and session.claims.subject == username
+            and not still_valid(session.classroom_id)
+        ]
+        for session in closing:
+            await session.send_error(
+                ErrorCode.TOKEN_REVOKED,
+                f"the account {username!r} may no longer be in this lesson",
+                fatal=True,
+            )
+            await session.close(reason="revoked")
+        return len(closing)
+
     async def end_lesson(self, lesson_id: int, reason: str) -> None:
         """Tell every room the lesson is over and close their connections."""
         self._started_by_hand.discard(lesson_id)

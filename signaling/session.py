@@ -26,6 +26,7 @@ from classroom.lessons import (
     load_roster,
     transition,
 )
+from classroom.users import join_token_revoked
 from signaling import protocol
 from signaling.errors import ErrorCode
 from signaling.join_refusals import JoinRefusal, JoinRefusalLog
@@ -240,7 +241,11 @@ class SignalingSession:
         claims = self.tokens.verify(message.token, lesson_id=message.lesson_id, role=role)
         self._knocking = claims
         async with self.db() as db:
-            roster = await load_roster(db, claims.lesson_id)
+            revoked = await join_token_revoked(db, claims.subject, claims.classroom_id)
+            roster = None if revoked else await load_roster(db, claims.lesson_id)
+        if revoked:
+            # Before anything about the lesson: a revoked holder learns nothing of it.
+            raise _fatal(ErrorCode.TOKEN_REVOKED, revoked, message.id)
         if roster is None:
             raise _fatal(ErrorCode.LESSON_NOT_FOUND, "no such lesson", message.id)
         if roster.state == LessonState.SCHEDULED:

@@ -55,6 +55,7 @@ FINAL_ERRORS = {
     ErrorCode.TOKEN_EXPIRED,
     ErrorCode.TOKEN_WRONG_LESSON,
     ErrorCode.TOKEN_WRONG_ROLE,
+    ErrorCode.TOKEN_REVOKED,
     ErrorCode.LESSON_NOT_FOUND,
     ErrorCode.LESSON_ENDED,
 }

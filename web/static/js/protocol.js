@@ -43,6 +43,7 @@ export const FINAL_ERRORS = new Set([
   'token_expired',
   'token_wrong_lesson',
   'token_wrong_role',
+  'token_revoked',
   'lesson_not_found',
   'lesson_ended',
   'replaced',
