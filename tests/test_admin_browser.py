@@ -19,10 +19,8 @@ Screenshots of each section (zh-CN) go to test-artifacts/screenshots/admin-*.png
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +43,8 @@ from tests.live_harness import (
     start_agent,
     stop_all,
 )
+from tests.page_session import PASSWORD, add_user
+from tests.page_session import until as poll_until
 
 playwright_api = pytest.importorskip("playwright.async_api")
 
@@ -73,18 +73,10 @@ async def browser() -> AsyncIterator[Any]:
 async def until(page: Any, expression: str, within: float = 15.0) -> Any:
     """Poll a JS expression until truthy. (page.wait_for_function evals its predicate in
     the page, which the pages' Content-Security-Policy rightly forbids.)"""
-    deadline = time.monotonic() + within
-    while True:
-        value = await page.evaluate(expression)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:.0f} s waiting for {expression}")
-        await asyncio.sleep(0.1)
+    return await poll_until(lambda: page.evaluate(expression), within, expression)
 
 
 ADMIN = ("e2e-admin", "e2e-password-1")  # created by running_server
-PASSWORD = "e2e-password-2"
 
 
 async def signed_in_page(
@@ -138,13 +130,6 @@ async def open_admin(
     assert await page.evaluate("sessionStorage.length + localStorage.length") == 0
     assert "tongbu_session" not in await page.evaluate("document.cookie")
     return page, problems
-
-
-async def add_user(server: LiveServer, username: str, role: str, school_id: int | None) -> int:
-    body: dict[str, Any] = {"username": username, "password": PASSWORD, "role": role}
-    if school_id is not None:
-        body["school_id"] = school_id
-    return (await server.api.call("POST", "/users", body))["id"]
 
 
 async def stored(server: LiveServer, model: type, ident: int) -> Any:
@@ -959,7 +944,7 @@ async def test_a_school_admin_sees_and_edits_only_their_school(
         city = (await api.call("GET", f"/lessons/{mine.lesson_id}"))["rooms"][0]
         schools = {s["name"]: s["id"] for s in (await api.call("GET", "/schools"))["items"]}
         school_id = schools["城关一中甲"]
-        await add_user(server, "zhang", "school_admin", school_id)
+        await add_user(server.api, "zhang", "school_admin", school_id)
         page, problems = await open_admin(browser, server.base_url, "schools", ("zhang", PASSWORD))
         assert await page.text_content("#nav-user") == "zhang（学校管理员）"
         ids = await page.eval_on_selector_all(
@@ -1003,7 +988,7 @@ async def test_a_school_admin_sees_and_edits_only_their_school(
         await page.close()
 
         # The receiving school's admin sees the lesson and its pairing, changes neither.
-        await add_user(server, "li", "school_admin", schools["乡村小学甲1"])
+        await add_user(server.api, "li", "school_admin", schools["乡村小学甲1"])
         page, problems = await open_admin(browser, server.base_url, "lessons", ("li", PASSWORD))
         await page.wait_for_selector(row)  # the section is shown before its rows arrive
         actions = await page.eval_on_selector_all(
@@ -1023,7 +1008,7 @@ async def test_a_teacher_is_told_the_admin_pages_are_not_for_them(
     async with running_server(tmp_path / "data") as server:
         lesson = await create_lesson(server.api, receiving=1, tag="t")
         school_id = (await server.api.call("GET", "/schools"))["items"][0]["id"]
-        await add_user(server, "wang", "teacher", school_id)
+        await add_user(server.api, "wang", "teacher", school_id)
         page = await signed_in_page(browser, server.base_url, ("wang", PASSWORD))
         asked: list[str] = []
         page.on("request", lambda request: asked.append(urlsplit(request.url).path))
