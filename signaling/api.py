@@ -801,8 +801,10 @@ async def list_lessons(call: Call) -> s.LessonPage:
     can list what is live)."""
     q: s.LessonQuery = call.query
     state = LessonState(q.state) if q.state else None
+    # Narrowed to one classroom's lessons (main or receiving): one room's week.
+    rooms = [] if q.classroom_id is None else [LessonRoom.classroom_id == q.classroom_id]
     async with call.db() as db:
-        if is_admin(call.me) or call.me.role == UserRole.REVIEWER:
+        if (is_admin(call.me) or call.me.role == UserRole.REVIEWER) and not rooms:
             rows, total = await lessons.list_lessons(
                 db,
                 state=state,
@@ -812,28 +814,33 @@ async def list_lessons(call: Call) -> s.LessonPage:
                 limit=q.limit,
                 offset=q.offset,
             )
+        elif is_admin(call.me) or call.me.role == UserRole.REVIEWER:
+            rows, total = await _lessons_with_room(db, q, *rooms)
         elif call.me.role == UserRole.DEVICE:
-            where = LessonRoom.classroom_id == (call.me.classroom_id or 0)
-            rows, total = await _lessons_with_room(db, where, q)
+            own = LessonRoom.classroom_id == (call.me.classroom_id or 0)
+            rows, total = await _lessons_with_room(db, q, own, *rooms)
         else:
-            where = Classroom.school_id == (call.me.school_id or 0)
-            rows, total = await _lessons_with_room(db, where, q)
+            # The school's lessons; the classroom asked for may be the other school's.
+            school = Classroom.school_id == (call.me.school_id or 0)
+            rows, total = await _lessons_with_room(db, q, school, *rooms)
         return s.LessonPage(
             items=[_lesson_out(x) for x in rows], total=total, limit=q.limit, offset=q.offset
         )
 
 
 async def _lessons_with_room(
-    db: AsyncSession, where: sa.ColumnElement[bool], q: s.LessonQuery
+    db: AsyncSession, q: s.LessonQuery, *wheres: sa.ColumnElement[bool]
 ) -> tuple[list[Lesson], int]:
-    """lessons.list_lessons, narrowed to lessons with a room matching `where` (on
-    LessonRoom and its Classroom): a school's, or a device's one classroom."""
-    rooms = (
-        sa.select(LessonRoom.lesson_id)
-        .join(Classroom, Classroom.id == LessonRoom.classroom_id)
-        .where(where)
-    )
-    query = sa.select(Lesson).where(Lesson.id.in_(rooms))
+    """lessons.list_lessons, narrowed to lessons that have, for each of `wheres` (on
+    LessonRoom and its Classroom), a room matching it: a school's, a device's classroom."""
+    query = sa.select(Lesson)
+    for where in wheres:
+        rooms = (
+            sa.select(LessonRoom.lesson_id)
+            .join(Classroom, Classroom.id == LessonRoom.classroom_id)
+            .where(where)
+        )
+        query = query.where(Lesson.id.in_(rooms))
     if q.state is not None:
         query = query.where(Lesson.state == q.state)
     if q.pairing_id is not None:

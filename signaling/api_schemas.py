@@ -316,6 +316,8 @@ class LessonPage(Response):
 class LessonQuery(Request):
     state: LessonStateName | None = None
     pairing_id: Id | None = None
+    # Lessons with this classroom in them (main or receiving): one room's week.
+    classroom_id: Id | None = None
     # Lessons whose planned time overlaps [from, to).
     start: AwareDatetime | None = msgspec.field(default=None, name="from")
     end: AwareDatetime | None = msgspec.field(default=None, name="to")

@@ -516,6 +516,14 @@ async def test_lists_show_only_what_is_yours(app_client: TestClient, world: Worl
     assert await ids("sa_B", "/lessons") == {L1, L3}  # receives them
     assert await ids("sa_C", "/lessons") == {L2}
     assert await ids("device_B", "/lessons?state=scheduled") == {L1}
+    # One classroom's lessons (a room's week), within what the caller may list.
+    room = world.room
+    assert await ids("admin", f"/lessons?classroom_id={room['B']}") == {L1, L3}
+    assert await ids("admin", f"/lessons?classroom_id={room['C']}") == {L2}
+    assert await ids("sa_B", f"/lessons?classroom_id={room['A']}") == {L1, L3}
+    assert await ids("sa_B", f"/lessons?classroom_id={room['C']}") == set()
+    assert await ids("device_B", f"/lessons?classroom_id={room['D']}") == set()
+    assert await ids("admin", f"/lessons?classroom_id={room['B']}&state=scheduled") == {L1}
     assert await ids("t_own", "/schools") == {world.school["A"]}
     assert await ids("sa_B", "/pairings") == {world.pairing["P1"]}
     assert await ids("sa_C", "/classrooms") == {world.room["C"]}

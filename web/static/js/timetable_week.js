@@ -108,6 +108,7 @@ async function lessonsOfWeek(days) {
     limit: PAGE,
   };
   if (view.by === 'pairing') params.pairing_id = view.target;
+  if (view.by === 'classroom') params.classroom_id = view.target;
   const items = [];
   for (let page = 0; page < MAX_PAGES; page += 1) {
     const answer = await api.get('/lessons', { ...params, offset: page * PAGE });
@@ -117,7 +118,6 @@ async function lessonsOfWeek(days) {
   const inWeek = new Set(days);
   return items.filter((lesson) => {
     if (!inWeek.has(localParts(lesson.planned_start, ctx.zone).date)) return false;
-    if (view.by === 'classroom') return lesson.rooms.some((r) => String(r.classroom_id) === view.target);
     if (view.by === 'teacher') return normalise(lesson.teacher_name) === view.target;
     return true;
   });
