@@ -70,6 +70,7 @@ def setup_recorder(app: web.Application) -> None:
             logger.exception("cannot record lesson %s", lesson.lesson_id)
             return
         recorders[lesson.lesson_id] = recorder
+        lesson.recording = True
         recorder.start()
         logger.info("recording lesson %s into %s", lesson.lesson_id, recorder.directory)
 

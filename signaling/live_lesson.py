@@ -91,6 +91,8 @@ class LiveLesson:
         # early so links can be checked); the recording and the public broadcast wait for
         # the class itself: the bell, or a teacher starting it by hand.
         self.class_started_at: datetime | None = None
+        self.recording = False  # set by the recorder while it records this lesson
+        self._tasks: set[asyncio.Task[None]] = set()
         self._class_start_callbacks: list[ClassStartCallback] = []
         self._bell: asyncio.TimerHandle | None = None
 
@@ -170,6 +172,10 @@ class LiveLesson:
             except Exception:
                 logger.exception("class start callback failed for lesson %s", self.lesson_id)
         self.emit("class_started", how=how)  # after: the recording's timeline has it
+        # Everyone's page says the lesson is being recorded now.
+        task = asyncio.ensure_future(self.broadcast_state())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def cancel_bell(self) -> None:
         """The lesson ended before its bell: nobody waits for a class that never began."""
@@ -230,7 +236,16 @@ class LiveLesson:
                     video_muted=presence.muted["video"],
                 )
             )
-        return protocol.LessonState(state=self.state, stage_classroom_id=self.stage, rooms=rooms)
+        recording: protocol.Recording = (
+            "on" if self.recording else "waiting" if self.class_started_at is None else "off"
+        )
+        return protocol.LessonState(
+            state=self.state,
+            stage_classroom_id=self.stage,
+            rooms=rooms,
+            recording=recording,
+            planned_start=self.roster.planned_start.isoformat(),
+        )
 
     def tracks_message(self, session: SignalingSession) -> protocol.Tracks:
         tracks = []

@@ -27,6 +27,7 @@ RequestId = Annotated[str, Meta(max_length=64)]
 Sdp = Annotated[str, Meta(min_length=10, max_length=60_000)]
 Kind = Literal["audio", "video"]
 Role = Literal["main", "receiving", "watch"]
+Recording = Literal["waiting", "on", "off"]
 
 
 class _Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
@@ -199,6 +200,10 @@ class LessonState(_Message, tag="lesson_state"):
     state: str
     stage_classroom_id: int | None
     rooms: list[RoomPresence]
+    # What every room's pictures and sound are now, so that pages can say so: "waiting"
+    # for the bell (rooms connect in the lead-in), "on", or "off" (not recorded).
+    recording: Recording = "off"
+    planned_start: str | None = None
 
 
 class MuteNotice(_Message, tag="mute_request"):

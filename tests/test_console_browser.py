@@ -200,6 +200,12 @@ async def test_a_signed_in_teacher_starts_and_runs_a_lesson_with_agents_and_a_br
             assert codecs[(teacher, "audio")] == "audio/opus", codecs
             assert live["forwarding"]["transcodes"] == 0
 
+            # Everyone in front of a camera is shown that the lesson is being recorded.
+            for page in (console_page, room_page):
+                badge = page.locator("#recording[data-recording='on']")
+                await badge.wait_for(timeout=10_000)
+                assert await badge.inner_text() == "录制中"
+
             # Staging a box from the console shows it on the receiving page.
             await console_page.click(
                 f"figure.room-tile[data-classroom-id='{box_a}'] button[data-action='stage']"
@@ -269,6 +275,7 @@ async def test_a_signed_in_teacher_starts_and_runs_a_lesson_with_agents_and_a_br
                 status = page.locator("#status[data-status='ended']")
                 await status.wait_for(timeout=15_000)
                 assert "本节课已结束" in await status.inner_text()
+                assert not await page.locator("#recording").is_visible()
             for cid, agent in agents.items():
                 code = await asyncio.to_thread(agent.process.wait, 20)
                 assert code == 0, (cid, agent.stderr_tail())
@@ -471,3 +478,6 @@ def test_catalogues_cover_every_key_the_live_pages_use() -> None:
     # Keys built at run time: quality levels and the lesson states in the header.
     for level in ("good", "fair", "poor"):
         assert f"quality.{level}" in zh and f"quality.{level}" in en
+    # ...and whether the lesson is being recorded (lesson_view.renderRecording).
+    for state in ("waiting", "on", "off"):
+        assert f"live.recording.{state}" in zh and f"live.recording.{state}" in en

@@ -83,6 +83,10 @@ async def test_the_lead_in_is_live_between_rooms_but_recorded_and_broadcast_from
             assert time.time() < bell - 2, "the rooms took the whole lead-in to connect"
             live = await wait_for_live(api, lid, lambda s: s["stage_classroom_id"] == rural)
             assert live["state"] == "live" and live["class_started_at"] is None
+            # Every room is told it is not recorded yet, and from when it will be.
+            told = main.state.lesson_state
+            assert told is not None and told.recording == "waiting"
+            assert datetime.fromisoformat(told.planned_start).timestamp() == bell
             # ...but nothing is recorded, and the public sees only "waiting".
             assert live["recording"]["state"] == "waiting"
             assert datetime.fromisoformat(live["recording"]["starts_at"]).timestamp() == bell
@@ -94,6 +98,8 @@ async def test_the_lead_in_is_live_between_rooms_but_recorded_and_broadcast_from
             started = datetime.fromisoformat(live["class_started_at"]).timestamp()
             assert bell <= started < bell + 1.0
             await wait_for(lambda: (capture / "lesson.json").exists(), 5, "the capture")
+            await wait_for(lambda: main.state.lesson_state.recording == "on", 5,
+                           "the rooms to be told they are recorded")
             await wait_for_playlist(api, lid)
             await asyncio.sleep(4)
             ended = time.time()

@@ -41,3 +41,22 @@ export function renderLessonTimer(t, client) {
       : t('live.timer.running', { elapsed: clock((now - start) / 1000), total: clock((end - start) / 1000) });
   node.dataset.phase = now < start ? 'before' : now > end ? 'over' : 'running';
 }
+
+/** Whether this lesson's pictures and sound are being recorded: from the bell on, never in
+ * the lead-in while rooms connect early (`recording` of `lesson_state`). Gone once the
+ * page has left the lesson. */
+export function renderRecording(t, lang, client) {
+  const node = document.getElementById('recording');
+  const lessonState = client?.lessonState;
+  if (!lessonState || client.status === STATUS.ENDED || client.status === STATUS.CLOSED) {
+    node.hidden = true;
+    return;
+  }
+  const state = lessonState.recording ?? 'off';
+  const time = lessonState.planned_start
+    ? new Date(lessonState.planned_start).toLocaleTimeString(lang, { hour: '2-digit', minute: '2-digit' })
+    : '';
+  node.hidden = false;
+  node.dataset.recording = state;
+  node.textContent = t(`live.recording.${state}`, { time });
+}

@@ -12,7 +12,7 @@
 // Tests read `window.tongbuRoom` (end of file) rather than scraping the DOM.
 
 import { api, loadCatalogue } from './api.js';
-import { renderLessonHeader, renderLessonTimer } from './lesson_view.js';
+import { renderLessonHeader, renderLessonTimer, renderRecording } from './lesson_view.js';
 import {
   closedLesson,
   entryRefusal,
@@ -484,6 +484,7 @@ function join(token, { fromLink }) {
   client.addEventListener('status', (e) => {
     lastStatus = e.detail;
     renderStatus();
+    renderRecording(t, lang, client);
   });
   client.addEventListener('joined', (e) => {
     if (fromLink) rememberRejoinToken('room', lessonId, e.detail.joined.rejoin_token);
@@ -492,6 +493,7 @@ function join(token, { fromLink }) {
   });
   client.addEventListener('lesson_state', () => {
     renderLessonState();
+    renderRecording(t, lang, client);
     renderMedia(client.receivers());
   });
   client.addEventListener('media', (e) => renderMedia(e.detail.receivers));

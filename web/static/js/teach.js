@@ -12,7 +12,7 @@
 // Tests read `window.tongbuConsole` (end of file) rather than scraping the DOM.
 
 import { ApiError, api, loadCatalogue } from './api.js';
-import { renderLessonHeader, renderLessonTimer } from './lesson_view.js';
+import { renderLessonHeader, renderLessonTimer, renderRecording } from './lesson_view.js';
 import {
   closedLesson,
   entryRefusal,
@@ -624,6 +624,7 @@ function join(token, { fromLink }) {
   client.addEventListener('status', (e) => {
     lastStatus = e.detail;
     renderStatus();
+    renderRecording(t, lang, client);
   });
   client.addEventListener('joined', (e) => {
     if (fromLink) rememberRejoinToken('teach', lessonId, e.detail.joined.rejoin_token);
@@ -633,6 +634,7 @@ function join(token, { fromLink }) {
   });
   client.addEventListener('lesson_state', () => {
     renderRooms();
+    renderRecording(t, lang, client);
     renderMedia(client.receivers());
   });
   client.addEventListener('media', (e) => renderMedia(e.detail.receivers));
