@@ -568,10 +568,15 @@ async def test_live_overview_follows_agents(tmp_path: Path, browser: Any) -> Non
                 within=30,
             )
             assert "在线教室 2/2" in await page.text_content(f"{card} .live-summary")
-            # The recording follows the lesson: its state, tracks and bytes so far.
+            # The recording follows the lesson: its state, tracks and bytes so far (a track is
+            # counted from its first keyframe, which may come a few seconds after the bitrate).
             await page.wait_for_selector(f'{card} .live-recording[data-recording="recording"]')
-            recording = await page.text_content(f"{card} .live-recording")
-            assert re.fullmatch(r"录制：正在录制 · [1-9]\d* 路 · \d+\.\d MB", recording), recording
+            await until(
+                page,
+                f"/^录制：正在录制 · [1-9]\\d* 路 · \\d+\\.\\d MB$/"
+                f".test(document.querySelector('{card} .live-recording')?.textContent)",
+                within=30,
+            )
             await shot(page, "live")
 
             # The receiving room's box goes away: the card follows without a reload.
