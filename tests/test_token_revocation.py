@@ -9,6 +9,7 @@ the real WebSocket on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -52,25 +53,45 @@ async def audit_rows(client: TestClient, action: str) -> list[AuditEvent]:
         return list(await s.scalars(sa.select(AuditEvent).where(AuditEvent.action == action)))
 
 
+@dataclass
+class BoxInLesson:
+    """A receiving room's box (a device account) joined to open lesson L on its socket."""
+
+    world: dict[str, Any]
+    lesson: int
+    box_id: int
+    box: dict[str, str]
+    token: str
+    ws: aiohttp.ClientWebSocketResponse
+    joined: dict[str, Any]
+
+
+async def box_in_lesson(
+    client: TestClient, admin: dict[str, str], username: str, room: str
+) -> BoxInLesson:
+    world = await registers(client, admin)
+    lesson, classroom = world["lesson"]["L"], world["room"][room]
+    box_id, box = await bearer_for(client, username=username, role="device",
+                                   classroom_id=classroom)
+    await call(client, "POST", f"/lessons/{lesson}/open", admin)
+    token = await mint(client, lesson, box, {"role": "receiving", "classroom_id": classroom})
+    ws, joined = await joined_socket(client, token)
+    return BoxInLesson(world, lesson, box_id, box, token, ws, joined)
+
+
 async def test_a_disabled_box_is_put_out_of_its_lesson_and_its_tokens_join_no_more(
     app_client: TestClient, admin_headers: dict[str, str]
 ) -> None:
-    w = await registers(app_client, admin_headers)
-    lesson = w["lesson"]["L"]
-    room = w["room"]["B1"]
-    box_id, box = await bearer_for(app_client, username="box-b1", role="device",
-                                   classroom_id=room)
-    await call(app_client, "POST", f"/lessons/{lesson}/open", admin_headers)
-    token = await mint(app_client, lesson, box, {"role": "receiving", "classroom_id": room})
-    ws, joined = await joined_socket(app_client, token)
+    b = await box_in_lesson(app_client, admin_headers, "box-b1", "B1")
+    box_id, token, joined = b.box_id, b.token, b.joined
     try:
         status, _ = await call(app_client, "PATCH", f"/users/{box_id}", admin_headers,
                                {"disabled": True})
         assert status == 200
-        error = await put_out(ws)
+        error = await put_out(b.ws)
         assert error["code"] == "token_revoked" and "box-b1" in error["message"]
     finally:
-        await ws.close()
+        await b.ws.close()
     # Neither the token it joined with nor the rejoin token it was given opens the lesson.
     assert code(await join(app_client, token)) == "token_revoked"
     assert code(await join(app_client, joined["rejoin_token"])) == "token_revoked"
@@ -90,24 +111,18 @@ async def test_a_disabled_box_is_put_out_of_its_lesson_and_its_tokens_join_no_mo
 async def test_a_box_moved_to_another_classroom_leaves_the_old_rooms_lesson(
     app_client: TestClient, admin_headers: dict[str, str]
 ) -> None:
-    w = await registers(app_client, admin_headers)
-    lesson = w["lesson"]["L"]
-    b1, b2 = w["room"]["B1"], w["room"]["B2"]
-    box_id, box = await bearer_for(app_client, username="box-moving", role="device",
-                                   classroom_id=b1)
-    await call(app_client, "POST", f"/lessons/{lesson}/open", admin_headers)
-    token = await mint(app_client, lesson, box, {"role": "receiving", "classroom_id": b1})
-    ws, joined = await joined_socket(app_client, token)
+    b = await box_in_lesson(app_client, admin_headers, "box-moving", "B1")
+    b2 = b.world["room"]["B2"]
     try:
-        status, moved = await call(app_client, "PATCH", f"/users/{box_id}", admin_headers,
+        status, moved = await call(app_client, "PATCH", f"/users/{b.box_id}", admin_headers,
                                    {"classroom_id": b2})
         assert status == 200 and moved["classroom_id"] == b2, moved
-        assert (await put_out(ws))["code"] == "token_revoked"
+        assert (await put_out(b.ws))["code"] == "token_revoked"
     finally:
-        await ws.close()
-    assert code(await join(app_client, joined["rejoin_token"])) == "token_revoked"
+        await b.ws.close()
+    assert code(await join(app_client, b.joined["rejoin_token"])) == "token_revoked"
     # In its new classroom it joins as that room, with a token for it.
-    token = await mint(app_client, lesson, box, {"role": "receiving", "classroom_id": b2})
+    token = await mint(app_client, b.lesson, b.box, {"role": "receiving", "classroom_id": b2})
     assert code(await join(app_client, token)) == "joined"
 
 
