@@ -38,25 +38,15 @@ from tests.live_harness import (
     stop_all,
     wait_for,
 )
+from tests.test_live_lesson import keyframe_requests_of, receiving_from
 
 BUSY_LOOP = "while True: pass"
-
-
-def first_frame_of(agent: AgentProcess, classroom_id: int) -> dict | None:
-    """The agent's report of the teacher's video once a frame has been decoded."""
-    track = agent.track_from(classroom_id, "video")
-    return track if track is not None and track["frames"] > 0 else None
-
-
-def keyframe_requests(server, lesson_id: int, track_id: str) -> int:  # type: ignore[no-untyped-def]
-    return next(t.keyframe_requests for t in server.live(lesson_id).tracks
-                if t.track_id == track_id)
 
 
 async def time_to_first_frame(late: AgentProcess, teacher: int) -> float:
     """Seconds from the late room being told `joined` to its first decoded teacher frame."""
     joined = await wait_for(lambda: late.of("joined"), 30, "the late room to join")
-    track = await wait_for(lambda: first_frame_of(late, teacher), 30,
+    track = await wait_for(lambda: receiving_from(late, teacher, "video", 0), 30,
                            "the late room's first frame")
     return track["first_frame_unix"] - joined[0]["t"]
 
@@ -74,11 +64,12 @@ async def run(args: argparse.Namespace, work: Path) -> list[tuple[float, bool]]:
         watcher = start_agent("first", server.base_url,
                               await join_token(server.api, lid, "receiving", first), work)
         try:
-            await wait_for(lambda: first_frame_of(watcher, teacher), 30, "the first room's video")
+            await wait_for(lambda: receiving_from(watcher, teacher, "video", 0), 30,
+                           "the first room's video")
             track_id = f"{teacher}-video"
             for n in range(args.rounds):
                 await asyncio.sleep(random.uniform(1.0, 5.0))  # a random point of the cycle
-                before = keyframe_requests(server, lid, track_id)
+                before = keyframe_requests_of(server.live(lid), track_id)
                 late = start_agent(f"late{n}", server.base_url,
                                    await join_token(server.api, lid, "receiving", late_room),
                                    work)
@@ -86,7 +77,7 @@ async def run(args: argparse.Namespace, work: Path) -> list[tuple[float, bool]]:
                     delay = await time_to_first_frame(late, teacher)
                 finally:
                     await late.stop()
-                asked = keyframe_requests(server, lid, track_id) > before
+                asked = keyframe_requests_of(server.live(lid), track_id) > before
                 results.append((delay, asked))
                 print(f"  join {n + 1:2d}: first frame {delay * 1000:6.0f} ms after joined"
                       f"{'' if asked else '  (no keyframe request seen)'}", flush=True)

@@ -150,14 +150,19 @@ async def join_token_revoked(
     if username is None:
         return None
     user = await get_user_by_name(db, username)
-    if user is None:
-        return None
+    return None if user is None else token_revoked_for(user, classroom_id)
+
+
+def token_revoked_for(user: User, classroom_id: int | None) -> str | None:
+    """The rule behind `join_token_revoked`, also applied to the sessions already joined
+    when an admin changes the account."""
     if user.disabled:
-        return f"the account {username!r} is disabled"
+        return f"the account {user.username!r} is disabled"
     if user.role == UserRole.DEVICE and classroom_id is not None and (
         user.classroom_id != classroom_id
     ):
-        return f"the device account {username!r} no longer belongs to classroom {classroom_id}"
+        return (f"the device account {user.username!r} no longer belongs to classroom "
+                f"{classroom_id}")
     return None
 
 

@@ -354,8 +354,6 @@ class Broadcasts:
             lesson.when_class_starts(self._start)
 
     def _start(self, lesson: LiveLesson) -> None:
-        if lesson.state == "ended" or lesson.lesson_id in self.live:
-            return
         broadcaster = LiveBroadcaster(
             lesson,
             self.directory(lesson.lesson_id),

@@ -61,8 +61,8 @@ def setup_recorder(app: web.Application) -> None:
     registry.snapshot_hooks.append(add_recording_state)
 
     def start_recording(lesson: LiveLesson) -> None:
-        if lesson.state == "ended" or lesson.lesson_id in recorders:
-            return
+        # Called once per live lesson, when its class starts (never after its end, which
+        # drops the callbacks of a class that never began).
         try:
             recorder = LessonRecorder(lesson, data_dir)
         except Exception:

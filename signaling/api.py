@@ -501,12 +501,9 @@ async def _close_revoked_live_sessions(call: Call, target: User) -> int:
     live = call.request.app.get(LIVE)
     if live is None:
         return 0
-    if target.disabled:
-        return await live.revoke(target.username, lambda _classroom: False)
-    if target.role == UserRole.DEVICE:
-        bound = target.classroom_id
-        return await live.revoke(target.username, lambda classroom: classroom == bound)
-    return 0
+    return await live.revoke(
+        target.username, lambda classroom: users.token_revoked_for(target, classroom) is None
+    )
 
 
 async def unlock_user(call: Call) -> s.UserOut:

@@ -216,13 +216,13 @@ async def test_room_joining_mid_lesson_starts_on_a_keyframe_asked_for_it(tmp_pat
                                extra=("--save", str(tmp_path / "saved")))
             agents.append(late)
             joined = await wait_for(lambda: late.of("joined"), 20, "the late room to join")
+            # Within 20 s, when the next periodic keyframe is up to 60 s away: the router
+            # asked the teacher's box for this one.
             track = await wait_for(
                 lambda: receiving_from(late, lesson.main_classroom_id, "video", 0), 20,
                 "the late room's first frame")
             delay = track["first_frame_unix"] - joined[0]["t"]
             print(f"late joiner: first decodable frame {delay:.3f} s after joining")
-            # Well before the next periodic keyframe: the router asked the teacher's box.
-            assert delay < 30, f"first decodable frame {delay:.2f} s after joining"
             assert keyframe_requests_of(server.live(lid), teacher_track) > requests_before
             await asyncio.sleep(1)
         finally:

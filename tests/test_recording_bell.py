@@ -28,6 +28,7 @@ from tests.live_harness import (
     stop_all,
     wait_for,
 )
+from tests.page_session import eventually
 from tests.test_live_lesson import assert_video_advancing, in_process_main, video_reception
 from tests.test_recording_e2e import (
     decoded_codes,
@@ -100,7 +101,8 @@ async def test_the_lead_in_is_live_between_rooms_but_recorded_and_broadcast_from
             await wait_for(lambda: (capture / "lesson.json").exists(), 5, "the capture")
             await wait_for(lambda: main.state.lesson_state.recording == "on", 5,
                            "the rooms to be told they are recorded")
-            await wait_for_playlist(api, lid)
+            await eventually(lambda: playlist_status(api, lid), lambda status: status == 200,
+                             30, "the broadcast to begin after the bell")
             await asyncio.sleep(4)
             ended = time.time()
             await api.call("POST", f"/lessons/{lid}/end")
@@ -133,24 +135,16 @@ async def test_the_lead_in_is_live_between_rooms_but_recorded_and_broadcast_from
 
 
 async def wait_for_live(api: Api, lesson_id: int, condition) -> dict:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + 10
-    while True:
+    """The router's view of the lesson once `condition` holds ({} while no room joined)."""
+
+    async def probe() -> dict:
         try:
-            state = await live_state(api, lesson_id)
-        except ApiError as exc:  # no room has joined yet: not live here
+            return await live_state(api, lesson_id)
+        except ApiError as exc:
             assert exc.code == "not_live", exc
-            state = {}
-        if state and condition(state):
-            return state
-        assert time.monotonic() < deadline, f"live state never matched: {state}"
-        await asyncio.sleep(0.2)
+            return {}
 
-
-async def wait_for_playlist(api: Api, lesson_id: int) -> None:
-    deadline = time.monotonic() + 30
-    while await playlist_status(api, lesson_id) != 200:
-        assert time.monotonic() < deadline, "the broadcast never began after the bell"
-        await asyncio.sleep(0.5)
+    return await eventually(probe, lambda s: bool(s) and condition(s), 10, "the live state")
 
 
 async def test_a_teacher_starting_the_class_by_hand_before_its_bell_is_recorded_at_once(

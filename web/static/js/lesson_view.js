@@ -11,13 +11,18 @@ export function clock(seconds) {
   return h ? `${h}:${mm}:${ss}` : `${mm}:${ss}`;
 }
 
+/** "09:55" in the page's language. */
+function shortTime(lang, iso) {
+  return new Date(iso).toLocaleTimeString(lang, { hour: '2-digit', minute: '2-digit' });
+}
+
 /** Title, page title (`pageTitleKey`) and "room · teacher · start–end" from `joined`. */
 export function renderLessonHeader(t, lang, joined, pageTitleKey) {
   const lesson = joined.lesson;
   const title = lesson.title || t('lesson.untitled', { subject: lesson.subject, grade: lesson.grade });
   document.getElementById('lesson-title').textContent = title;
   document.title = t(pageTitleKey, { title });
-  const time = (iso) => new Date(iso).toLocaleTimeString(lang, { hour: '2-digit', minute: '2-digit' });
+  const time = (iso) => shortTime(lang, iso);
   document.getElementById('lesson-meta').textContent = t('teach.meta', {
     room: joined.you.name,
     teacher: teacherTitle(t, lesson.teacher_name),
@@ -53,9 +58,7 @@ export function renderRecording(t, lang, client) {
     return;
   }
   const state = lessonState.recording ?? 'off';
-  const time = lessonState.planned_start
-    ? new Date(lessonState.planned_start).toLocaleTimeString(lang, { hour: '2-digit', minute: '2-digit' })
-    : '';
+  const time = lessonState.planned_start ? shortTime(lang, lessonState.planned_start) : '';
   node.hidden = false;
   node.dataset.recording = state;
   node.textContent = t(`live.recording.${state}`, { time });
