@@ -73,6 +73,17 @@ def decoded_codes(path: Path) -> list[Any]:
         return [c for f in container.decode(video=0) if (c := read_pattern_frame(f))]
 
 
+def counter_runs(counters: list[int]) -> list[list[int]]:
+    """Split at each step back: one run per time the room published."""
+    runs: list[list[int]] = []
+    for counter in counters:
+        if runs and counter >= runs[-1][-1]:
+            runs[-1].append(counter)
+        else:
+            runs.append([counter])
+    return runs
+
+
 def media_duration(path: Path) -> float:
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)],
@@ -120,6 +131,9 @@ async def test_recorded_lesson_is_in_the_library_within_seconds(tmp_path: Path) 
             await asyncio.wait_for(main_task, 15)
         lesson_seconds = time.time() - started
 
+        visits = {lesson.main_classroom_id: main.state.connections,
+                  **{cid: len(agent.of("joined"))
+                     for cid, agent in zip(lesson.receiving_classroom_ids, agents, strict=True)}}
         # The entry names its rooms and places each room's file on the lesson clock.
         assert {r["classroom_id"]: r["role"] for r in entry["rooms"]} == {
             lesson.main_classroom_id: "main",
@@ -133,10 +147,14 @@ async def test_recorded_lesson_is_in_the_library_within_seconds(tmp_path: Path) 
             assert await ffprobe_errors(str(path)) == ""
             codes = decoded_codes(path)
             assert {c.tag for c in codes} == {cid & 0xFF}
-            counters = [c.counter for c in codes]
-            assert counters == sorted(counters), f"room {cid}: frames out of order"
-            missing = (counters[-1] - counters[0] + 1) - len(set(counters))
-            assert missing <= 0.02 * len(counters), f"room {cid}: {missing} frames missing"
+            runs = counter_runs([c.counter for c in codes])
+            # A room that rejoined (a box on a loaded machine can lose its first link)
+            # publishes afresh from counter 0: its file holds one run per visit, in order.
+            assert len(runs) <= visits[cid], (
+                f"room {cid}: the pattern counter restarted {len(runs) - 1} times "
+                f"in {visits[cid]} visits: frames out of order")
+            missing = sum((run[-1] - run[0] + 1) - len(set(run)) for run in runs)
+            assert missing <= 0.02 * len(codes), f"room {cid}: {missing} frames missing"
             # The room was recorded for the whole lesson we watched (it joined earlier).
             assert media_duration(path) >= lesson_seconds - 1.0
 
