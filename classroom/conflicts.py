@@ -139,10 +139,12 @@ def format_span(start: datetime, end: datetime, zone: tzinfo | None = None) -> s
 class DoubleBooking(Conflict):
     """Refusal of a change that would double-book; carries every clash found."""
 
-    def __init__(self, clashes: Sequence[Clash], messages: Sequence[str]) -> None:
+    def __init__(
+        self, clashes: Sequence[Clash], messages: Sequence[str], field: str = "planned_start"
+    ) -> None:
         first = messages[0]
         more = f" (and {len(messages) - 1} more clashes)" if len(messages) > 1 else ""
-        super().__init__(first + more, field="planned_start")
+        super().__init__(first + more, field=field)
         self.clashes = list(clashes)
         self.messages = list(messages)
 
@@ -379,12 +381,15 @@ async def refuse_clashes(
     *,
     ignore_lesson_ids: Iterable[int] = (),
     zone: tzinfo | None = None,
+    field: str = "planned_start",
 ) -> None:
-    """Raise DoubleBooking naming every clash of `proposed`; return if there is none."""
+    """Raise DoubleBooking naming every clash of `proposed`; return if there is none.
+
+    `field` is the input the refusal is about (a form shows the message next to it)."""
     clashes = await find_clashes(db, proposed, ignore_lesson_ids=ignore_lesson_ids)
     if clashes:
         clashes.sort(key=lambda c: (c.booking.start, c.resource))
-        raise DoubleBooking(clashes, await clash_messages(db, clashes, zone))
+        raise DoubleBooking(clashes, await clash_messages(db, clashes, zone), field=field)
 
 
 async def audit_window(db: AsyncSession, start: datetime, end: datetime) -> list[Clash]:

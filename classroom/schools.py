@@ -14,6 +14,7 @@ on an archived pairing.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from classroom import pairing_rooms
 from classroom.models import (
     Base,
     Classroom,
@@ -425,12 +427,15 @@ async def update_pairing(
     main_classroom_id: int | None = None,
     receiving_classroom_ids: Sequence[int] | None = None,
     active: bool | None = None,
-) -> tuple[Pairing, Changes]:
+    now: datetime | None = None,
+) -> tuple[Pairing, Changes, list[int]]:
     """Rename, re-room or archive a pairing (None: unchanged).
 
-    Lessons already scheduled keep the rooms they were scheduled with (lesson_rooms is a
-    snapshot); new lessons take the new rooms. Archiving waits until no lesson to come is
-    scheduled on it.
+    New rooms go to the pairing's scheduled lessons to come as well, unless a lesson's rooms
+    were changed by hand (classroom/pairing_rooms.py); if a new room is taken at one of
+    their times, the edit is refused whole. Lessons open, under way or over keep the rooms
+    they had. Archiving waits until no lesson to come is scheduled on it.
+    Returns the pairing, what changed, and the ids of the lessons that followed.
     """
     pairing = await _locked(db, Pairing, pairing_id, "pairing")
     main = main_classroom_id if main_classroom_id is not None else pairing.main_classroom_id
@@ -456,6 +461,18 @@ async def update_pairing(
                 "cancel it first",
                 field="active",
             )
+    rerouted: list[int] = []
+    if rooms_change:
+        rerouted = await pairing_rooms.follow_new_rooms(
+            db,
+            pairing_id,
+            [pairing.main_classroom_id, *old_receiving],
+            [main, *receiving],
+            field="main_classroom_id"
+            if main != pairing.main_classroom_id
+            else "receiving_classroom_ids",
+            now=now,
+        )
     changes = _apply(
         pairing, {"name": name, "main_classroom_id": main_classroom_id, "active": active}
     )
@@ -469,7 +486,7 @@ async def update_pairing(
             PairingMember(classroom_id=c, position=i) for i, c in enumerate(receiving, start=1)
         )
     await _commit(db, f"pairing {pairing_id}")
-    return pairing, changes
+    return pairing, changes, rerouted
 
 
 async def delete_pairing(db: AsyncSession, pairing_id: int) -> None:

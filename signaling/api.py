@@ -673,11 +673,13 @@ def _sent(body: msgspec.Struct) -> dict[str, Any]:
 
 
 async def _audit_change(
-    call: Call, db: AsyncSession, action: str, target: str, changes: dict[str, Any]
+    call: Call, db: AsyncSession, action: str, target: str, changes: dict[str, Any],
+    **consequences: Any,
 ) -> None:
-    """Audit an edit by what it changed; an edit that changed nothing leaves no event."""
+    """Audit an edit by what it changed, and what followed from it when anything did;
+    an edit that changed nothing leaves no event."""
     if changes:
-        detail = {"changes": changes}
+        detail = {"changes": changes, **{k: v for k, v in consequences.items() if v}}
         await audit.record(db, call.me, action, target, detail, call.remote)
 
 
@@ -761,8 +763,9 @@ async def _own_pairing(call: Call, db: AsyncSession) -> Pairing:
 
 
 async def update_pairing(call: Call) -> s.PairingOut:
-    """Rename, re-room, archive or restore a pairing. Lessons already scheduled keep the
-    rooms they were scheduled with; archiving waits until none is to come."""
+    """Rename, re-room, archive or restore a pairing. New rooms go to its scheduled
+    lessons to come too (not to one whose rooms were changed by hand), or the edit is
+    refused whole if a new room is taken then; archiving waits until none is to come."""
     sent = _sent(call.body)
     async with call.db() as db:
         pairing = await _own_pairing(call, db)
@@ -773,8 +776,9 @@ async def update_pairing(call: Call) -> s.PairingOut:
                 raise NotFound(f"no classroom {new_main}", field="main_classroom_id")
             require_school(call.me, main.school_id)
         await _require_rooms_of_school(call, db, sent.get("receiving_classroom_ids") or [])
-        pairing, changes = await schools.update_pairing(db, pairing.id, **sent)
-        await _audit_change(call, db, "pairing_updated", f"pairing:{pairing.id}", changes)
+        pairing, changes, rerouted = await schools.update_pairing(db, pairing.id, **sent)
+        await _audit_change(call, db, "pairing_updated", f"pairing:{pairing.id}", changes,
+                            lessons_rerouted=rerouted)
     return _pairing_out(pairing)
 
 

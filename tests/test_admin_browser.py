@@ -774,6 +774,12 @@ async def test_admin_edits_each_register_and_a_lesson_in_a_dialog(
         )
         await shot(page, "pairings")
 
+        # The pairing's lesson to come went with it to the new rooms.
+        lesson = await stored(server, Lesson, r["lesson"])
+        assert sorted(room.classroom_id for room in lesson.rooms) == sorted(
+            [r["main"], r["rooms"][2], r["rooms"][0]]
+        )
+
         # ---- a lesson: a room another lesson holds at that time is refused, nothing saved
         other_main = await api.call(
             "POST", "/classrooms", {"school_id": r["city"], "name": "主讲教室二"}
@@ -784,7 +790,7 @@ async def test_admin_edits_each_register_and_a_lesson_in_a_dialog(
             {
                 "name": "另一结对",
                 "main_classroom_id": other_main["id"],
-                "receiving_classroom_ids": [r["rooms"][2]],
+                "receiving_classroom_ids": [r["rooms"][1]],
             },
         )
         other = await api.call(
@@ -802,12 +808,12 @@ async def test_admin_edits_each_register_and_a_lesson_in_a_dialog(
         await page.press("#lesson-edit-title", "Enter")
         assert await page.text_content("#lesson-edit-end-error") == "结束时间必须晚于开始时间。"
         await page.fill("#lesson-edit-end", beijing_input(r["start"] + timedelta(minutes=50)))
-        await page.check(f"#lesson-edit-rcv-{r['rooms'][2]}")
+        await page.check(f"#lesson-edit-rcv-{r['rooms'][1]}")
         await page.press("#lesson-edit-title", "Enter")
         await page.wait_for_selector("#lesson-edit-receiving-error:not(:empty)")
         clash = await page.text_content("#lesson-edit-receiving-error")
         assert (
-            clash.startswith("时间冲突：青山村完全小学 听课三")
+            clash.startswith("时间冲突：青山村完全小学 听课二")
             and f"第 {other['id']} 号课程「背影」" in clash
         ), clash
         await shot(page, "lessons-edit-refused")
@@ -817,11 +823,11 @@ async def test_admin_edits_each_register_and_a_lesson_in_a_dialog(
             r["start"] + timedelta(minutes=45),
         )
         assert sorted(room.classroom_id for room in lesson.rooms) == sorted(
-            [r["main"], *r["rooms"][:2]]
+            [r["main"], r["rooms"][2], r["rooms"][0]]
         )
         # Without that room, and an hour later: saved.
         later = r["start"] + timedelta(hours=1)
-        await page.uncheck(f"#lesson-edit-rcv-{r['rooms'][2]}")
+        await page.uncheck(f"#lesson-edit-rcv-{r['rooms'][1]}")
         await page.uncheck(f"#lesson-edit-rcv-{r['rooms'][0]}")
         await page.fill("#lesson-edit-start", beijing_input(later))
         await page.fill("#lesson-edit-end", beijing_input(later + timedelta(minutes=45)))
@@ -832,7 +838,7 @@ async def test_admin_edits_each_register_and_a_lesson_in_a_dialog(
         assert (lesson.title, lesson.planned_start) == ("一次函数的图像", later)
         assert sorted((room.role, room.classroom_id) for room in lesson.rooms) == [
             ("main", r["main"]),
-            ("receiving", r["rooms"][1]),
+            ("receiving", r["rooms"][2]),
         ]
         assert "一次函数的图像" in await page.text_content(row)
         await shot(page, "lessons")

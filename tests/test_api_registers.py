@@ -9,8 +9,16 @@ import pytest
 import sqlalchemy as sa
 from aiohttp.test_utils import TestClient
 
-from classroom import audit
-from classroom.models import Classroom, Pairing, PairingMember, School, UserRole
+from classroom import audit, lessons
+from classroom.models import (
+    Classroom,
+    LessonRoom,
+    LessonState,
+    Pairing,
+    PairingMember,
+    School,
+    UserRole,
+)
 from signaling.appkeys import DB
 
 
@@ -211,7 +219,9 @@ async def registers(client: TestClient, headers: dict, rural_rooms: int = 3) -> 
     return {"city": city, "rural": rural, "main": main["id"], "rooms": rooms, "pairing": pairing}
 
 
-async def schedule(client: TestClient, pairing_id: int, headers: dict, day: int = 1) -> dict:
+async def schedule(
+    client: TestClient, pairing_id: int, headers: dict, day: int = 1, teacher: str = "王老师"
+) -> dict:
     start = datetime(2031, 3, 3, 8, 0, tzinfo=UTC) + timedelta(days=day)
     status, lesson = await post(
         client,
@@ -221,7 +231,7 @@ async def schedule(client: TestClient, pairing_id: int, headers: dict, day: int 
             "kind": "dedicated",
             "subject": "数学",
             "grade": "初二",
-            "teacher_name": "王老师",
+            "teacher_name": teacher,
             "title": "一次函数",
             "planned_start": start.isoformat(),
             "planned_end": (start + timedelta(minutes=40)).isoformat(),
@@ -600,3 +610,85 @@ async def test_a_school_admin_edits_and_removes_only_their_own_schools_things(
     async with app_client.app[DB]() as s:
         denied = await audit.list_events(s, action="permission.denied")
     assert len(denied) >= 8
+
+
+async def rooms_of(client: TestClient, lesson_id: int) -> list[int]:
+    """The lesson's rooms as the database holds them: main first, then by position."""
+    async with client.app[DB]() as s:
+        rows = await s.scalars(
+            sa.select(LessonRoom.classroom_id)
+            .where(LessonRoom.lesson_id == lesson_id)
+            .order_by(LessonRoom.position)
+        )
+        return list(rows.all())
+
+
+async def test_lessons_to_come_follow_their_pairing_to_new_rooms(
+    app_client: TestClient, admin_headers: dict
+) -> None:
+    r = await registers(app_client, admin_headers, rural_rooms=4)
+    main, (a, b, c, d) = r["main"], r["rooms"]
+    pairing_id = r["pairing"]["id"]
+    following = await schedule(app_client, pairing_id, admin_headers, day=1)
+    by_hand = await schedule(app_client, pairing_id, admin_headers, day=2)
+    opened = await schedule(app_client, pairing_id, admin_headers, day=3)
+    status, _ = await patch(
+        app_client, f"/lessons/{by_hand['id']}", {"receiving_classroom_ids": [a]}, admin_headers
+    )
+    assert status == 200
+    async with app_client.app[DB]() as s:
+        await lessons.transition(s, opened["id"], LessonState.OPEN)
+
+    # Room b is renovated; the rural school teaches in room c from now on.
+    status, pairing = await patch(
+        app_client, f"/pairings/{pairing_id}", {"receiving_classroom_ids": [a, c]}, admin_headers
+    )
+    assert (status, pairing["receiving_classroom_ids"]) == (200, [a, c])
+    assert await rooms_of(app_client, following["id"]) == [main, a, c]
+    status, lesson = await get(app_client, f"/lessons/{following['id']}", admin_headers)
+    assert [room["classroom_id"] for room in lesson["rooms"]] == [main, a, c]
+    assert await rooms_of(app_client, by_hand["id"]) == [main, a]  # decided on its own
+    assert await rooms_of(app_client, opened["id"]) == [main, a, b]  # boxes may be in it
+    async with app_client.app[DB]() as s:
+        event = next(e for e in await audit.list_events(s) if e.action == "pairing_updated")
+    assert event.detail["lessons_rerouted"] == [following["id"]]
+
+    # Room d is taken by another pairing's lesson at the time of `following`: the edit is
+    # refused whole, naming the room and both lessons, and nothing moves.
+    _, other_main = await post(
+        app_client, "/classrooms", {"school_id": r["city"]["id"], "name": "主讲2"}, admin_headers
+    )
+    _, other = await post(
+        app_client,
+        "/pairings",
+        {"name": "另一结对", "main_classroom_id": other_main["id"], "receiving_classroom_ids": [d]},
+        admin_headers,
+    )
+    taken = await schedule(app_client, other["id"], admin_headers, day=1, teacher="李老师")
+    status, answer = await patch(
+        app_client,
+        f"/pairings/{pairing_id}",
+        {"name": "改名", "receiving_classroom_ids": [a, d]},
+        admin_headers,
+    )
+    assert (status, answer["error"]["field"]) == (409, "receiving_classroom_ids")
+    message = answer["error"]["message"]
+    assert f"lesson {following['id']}" in message and f"lesson {taken['id']}" in message
+    assert f"classroom {d} (青山村小 听3)" in message
+    assert await members(app_client, pairing_id) == [a, c]
+    assert (await row(app_client, Pairing, pairing_id)).name == "城乡结对"
+    assert await rooms_of(app_client, following["id"]) == [main, a, c]
+
+    # A new main room is the teacher's new room in every lesson that follows.
+    status, _ = await patch(
+        app_client, f"/pairings/{pairing_id}", {"main_classroom_id": other_main["id"]},
+        admin_headers,
+    )
+    assert status == 409  # other_main teaches `taken` then
+    await post(app_client, f"/lessons/{taken['id']}/cancel", {}, admin_headers)
+    status, _ = await patch(
+        app_client, f"/pairings/{pairing_id}", {"main_classroom_id": other_main["id"]},
+        admin_headers,
+    )
+    assert status == 200
+    assert await rooms_of(app_client, following["id"]) == [other_main["id"], a, c]

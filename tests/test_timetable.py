@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from classroom import lessons, schools, terms, timetable
-from classroom.models import Conflict, InvalidInput, Lesson, LessonState, RoomRole
+from classroom.models import Conflict, InvalidInput, Lesson, LessonRoom, LessonState, RoomRole
 from classroom.terms import Holiday, MakeupDay, Period, TermSpec
 from classroom.timetable_models import SeriesOccurrence
 from tests.timetable_helpers import AUTUMN_2026, BEFORE_TERM, make_pair, make_term, weekly
@@ -317,3 +317,47 @@ async def test_an_archived_pairing_gets_no_new_series(db) -> None:
             await timetable.create_series(s, term_id, weekly(pairing_id, 3, 3), now=BEFORE_TERM)
         count = await s.scalar(sa.select(sa.func.count()).select_from(Lesson))
     assert count == 0
+
+
+async def test_a_series_follows_its_pairing_to_a_new_room_from_now_on(db) -> None:
+    """The rural school moves its class to another room in November: the term's lessons
+    from then on go to the new room, those already held keep the old one, and the series
+    still counts them as its own (regenerating changes nothing)."""
+    async with db() as s:
+        term_id = await make_term(s)
+        pair = await make_pair(s)
+        series, _ = await timetable.create_series(
+            s, term_id, weekly(pair, 3, 3), now=BEFORE_TERM
+        )
+        new_room = await schools.create_classroom(
+            s, school_id=pair.receiving[0].school_id, name="新听课教室"
+        )
+        moved = await s.scalar(
+            sa.select(Lesson.id)
+            .join(SeriesOccurrence, SeriesOccurrence.lesson_id == Lesson.id)
+            .where(SeriesOccurrence.series_id == series.id)
+            .where(Lesson.planned_start > datetime(2026, 12, 1, tzinfo=UTC))
+            .order_by(Lesson.planned_start)
+            .limit(1)
+        )
+        await timetable.move_occurrence(s, moved, day=date(2026, 12, 3), period=5, now=BEFORE_TERM)
+        now = datetime(2026, 11, 20, tzinfo=UTC)
+        _, _, rerouted = await schools.update_pairing(
+            s, pair.pairing.id, receiving_classroom_ids=[new_room.id], now=now
+        )
+        rows = (
+            await s.execute(
+                sa.select(Lesson.id, Lesson.planned_start, sa.func.max(LessonRoom.classroom_id))
+                .join(LessonRoom, LessonRoom.lesson_id == Lesson.id)
+                .where(LessonRoom.role == RoomRole.RECEIVING.value)
+                .group_by(Lesson.id, Lesson.planned_start)
+            )
+        ).all()
+        report = await timetable.regenerate_term(s, term_id, now=now)
+    before = [room for _, start, room in rows if start <= now]
+    after = {lid: room for lid, start, room in rows if start > now}
+    assert before and set(before) == {pair.receiving[0].id}
+    assert after and set(after.values()) == {new_room.id}
+    assert moved in after  # moved by hand in time, not in place: it follows too
+    assert sorted(rerouted) == sorted(after)
+    assert (report.created, report.updated, report.removed) == (0, 0, 0)
