@@ -762,7 +762,7 @@ async def _own_pairing(call: Call, db: AsyncSession) -> Pairing:
     return pairing
 
 
-async def update_pairing(call: Call) -> s.PairingOut:
+async def update_pairing(call: Call) -> s.PairingPatched:
     """Rename, re-room, archive or restore a pairing. New rooms go to its scheduled
     lessons to come too (not to one whose rooms were changed by hand), or the edit is
     refused whole if a new room is taken then; archiving waits until none is to come."""
@@ -779,7 +779,8 @@ async def update_pairing(call: Call) -> s.PairingOut:
         pairing, changes, rerouted = await schools.update_pairing(db, pairing.id, **sent)
         await _audit_change(call, db, "pairing_updated", f"pairing:{pairing.id}", changes,
                             lessons_rerouted=rerouted)
-    return _pairing_out(pairing)
+    out = _pairing_out(pairing)
+    return s.PairingPatched(**msgspec.structs.asdict(out), lessons_rerouted=rerouted)
 
 
 async def delete_pairing(call: Call) -> s.Deleted:
@@ -1374,7 +1375,7 @@ ROUTES: tuple[Route, ...] = (
         "registers",
         roles=(UserRole.SCHOOL_ADMIN,),
         body=s.PairingPatch,
-        response=s.PairingOut,
+        response=s.PairingPatched,
         errors=(409,),
     ),
     Route(

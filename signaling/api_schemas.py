@@ -225,12 +225,19 @@ class PairingOut(Response):
     active: bool = True
 
 
+class PairingPatched(PairingOut):
+    """An edited pairing, and the lessons to come that followed it to its new rooms."""
+
+    lessons_rerouted: list[int] = []
+
+
 # In screen order; 1拖4 means at most four.
 ReceivingIds = Annotated[list[Id], Meta(min_length=1, max_length=4)]
 
 
 class PairingPatch(Request):
-    """Only the fields sent change; lessons already scheduled keep their rooms."""
+    """Only the fields sent change; new rooms also go to its scheduled lessons to come
+    whose rooms were not changed by hand (refused whole if one would be double-booked)."""
 
     name: Name | UnsetType = UNSET
     main_classroom_id: Id | UnsetType = UNSET

@@ -767,6 +767,7 @@ async def test_admin_edits_each_register_and_a_lesson_in_a_dialog(
         await page.press("#pairing-edit-name", "Enter")
         await dialog_closed(page, "pairing-dialog")
         assert "城关—青山" in await wait_status(page, "ok")
+        assert "1 节待上课程随之改到新教室" in await page.text_content("#status")
         pairing = await api.call("GET", f"/pairings/{r['pairing']}")
         assert (pairing["name"], pairing["receiving_classroom_ids"]) == (
             "城关—青山",
@@ -796,6 +797,22 @@ async def test_admin_edits_each_register_and_a_lesson_in_a_dialog(
         other = await api.call(
             "POST", "/lessons", lesson_body(other_pairing["id"], r["start"], "背影", "李老师")
         )
+        # The pairing cannot take that room now: its lesson to come would be double-booked.
+        await page.click(f'#pairing-table button[data-action="edit"][data-id="{r["pairing"]}"]')
+        await page.wait_for_selector("#pairing-dialog[open]")
+        await page.check(second)
+        await page.press("#pairing-edit-name", "Enter")
+        await page.wait_for_selector("#pairing-edit-receiving-error:not(:empty)")
+        clash = await page.text_content("#pairing-edit-receiving-error")
+        assert (
+            clash.startswith("时间冲突：教室 青山村完全小学 听课二班")
+            and f"已有课程 #{other['id']}「背影」" in clash
+            and f"不能再安排课程 #{r['lesson']}「一次函数」" in clash
+        ), clash
+        await page.keyboard.press("Escape")
+        await dialog_closed(page, "pairing-dialog")
+        pairing = await api.call("GET", f"/pairings/{r['pairing']}")
+        assert pairing["receiving_classroom_ids"] == [r["rooms"][2], r["rooms"][0]]
         await go(page, "lessons")
         row = f'#lesson-table tr[data-id="{r["lesson"]}"]'
         await page.click(f'{row} button[data-action="edit"]')

@@ -274,6 +274,7 @@ async def test_an_admin_edits_a_school_a_classroom_and_a_pairing_and_each_edit_i
     assert status == 200
     assert (pairing["name"], pairing["receiving_classroom_ids"]) == ("城关—青山", new_order)
     assert await members(app_client, r["pairing"]["id"]) == new_order
+    assert pairing.pop("lessons_rerouted") == []  # it has no lessons
     assert (await get(app_client, f"/pairings/{r['pairing']['id']}", admin_headers))[1] == pairing
 
     # The same edit again changes nothing and leaves no event.
@@ -644,6 +645,7 @@ async def test_lessons_to_come_follow_their_pairing_to_new_rooms(
         app_client, f"/pairings/{pairing_id}", {"receiving_classroom_ids": [a, c]}, admin_headers
     )
     assert (status, pairing["receiving_classroom_ids"]) == (200, [a, c])
+    assert pairing["lessons_rerouted"] == [following["id"]]
     assert await rooms_of(app_client, following["id"]) == [main, a, c]
     status, lesson = await get(app_client, f"/lessons/{following['id']}", admin_headers)
     assert [room["classroom_id"] for room in lesson["rooms"]] == [main, a, c]

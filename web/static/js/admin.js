@@ -17,6 +17,7 @@
 
 import { mountNav } from './nav.js';
 import { ApiError, api, currentSession, loginUrl } from './session.js';
+import { clashText } from './timetable_errors.js';
 
 const SECTIONS = ['schools', 'classrooms', 'pairings', 'lessons', 'live'];
 const DEFAULT_SECTION = 'lessons';
@@ -207,6 +208,10 @@ function usesText(list) {
 }
 
 function conflictText(message, field) {
+  // A change that moves many lessons (a pairing's new rooms) names each clash as the
+  // timetable does.
+  const clash = clashText(t, message);
+  if (clash) return { field: field || 'planned_start', text: clash };
   const booked = message.match(BOOKED);
   if (booked) {
     return {
@@ -798,7 +803,9 @@ function handleEdit(kind, form, { check, path, label }) {
     async done(saved) {
       await refreshSection(); // first, so that closing finds the redrawn row's button
       dialog.close();
-      setStatus(t('admin.status.saved', { what: whatOf(kind), name: label(saved) }), 'ok');
+      const moved = saved.lessons_rerouted?.length ?? 0;
+      const key = moved ? 'admin.status.saved_rerouted' : 'admin.status.saved';
+      setStatus(t(key, { what: whatOf(kind), name: label(saved), count: moved }), 'ok');
     },
   });
 }
