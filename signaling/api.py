@@ -8,6 +8,7 @@ query, and returns a response struct; errors of every kind leave as one ErrorBod
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass
@@ -1773,10 +1774,16 @@ def openapi(version: str = "1.0.0") -> dict[str, Any]:
     return build_document(ROUTES, title="Tongbu API", version=version)
 
 
+@functools.cache
+def openapi_json() -> bytes:
+    """Built once per process: ROUTES never change, and building costs ~50 ms."""
+    return msgspec.json.encode(openapi())
+
+
 def setup_api(app: web.Application) -> None:
     """Register every route of ROUTES under /api/v1, with the error middleware."""
     app.middlewares.append(api_errors)
     lib.setup_library(app)
-    app[OPENAPI] = msgspec.json.encode(openapi())
+    app[OPENAPI] = openapi_json()
     for route in ROUTES:
         app.router.add_route(route.method, API_PREFIX + route.path, _endpoint(route))

@@ -1,12 +1,16 @@
 """Shared fixtures for every test module. Generic on purpose: add yours in other files.
 
 Fixtures (all function-scoped):
-- `database_url`: a fresh, empty database URL, parametrized over two engines:
-  "sqlite" (a file under tmp_path) and "postgresql" (a throwaway database
-  `tongbu_test_<random>` created on the server at $TONGBU_TEST_POSTGRES_URL, default
-  postgresql+asyncpg://postgres@127.0.0.1:5432/test, dropped afterwards). Postgres params
-  carry the `postgresql` mark: `pytest -m "not postgresql"` runs SQLite only. PostgreSQL
-  is always present in CI, so a missing server fails rather than skips.
+- `database_url`: a fresh database URL, migrated to head and holding no rows,
+  parametrized over two engines: "sqlite" (a file under tmp_path) and "postgresql" (a
+  throwaway database `tongbu_test_<random>` created on the server at
+  $TONGBU_TEST_POSTGRES_URL, default postgresql+asyncpg://postgres@127.0.0.1:5432/test,
+  dropped afterwards). Each is a copy of a template the test process migrates once per
+  engine (a file copy; CREATE DATABASE ... TEMPLATE), which saves every test the
+  migrations' DDL. Postgres params carry the `postgresql` mark: `pytest -m "not
+  postgresql"` runs SQLite only. PostgreSQL is always present in CI, so a missing server
+  fails rather than skips.
+- `empty_database_url`: the same, but empty: for tests of the migrations themselves.
 - `db`: an async_sessionmaker on `database_url`, migrated; use `async with db() as s:`.
 - `settings`: classroom.config.Settings with a tmp data dir, `database_url` and a fixed
   secret key.
@@ -27,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -69,18 +74,84 @@ async def _admin(sql: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(params=ENGINES)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'tongbu.sqlite3'}"
+def _postgres_url(name: str) -> str:
+    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+
+
+async def _migrated(url: str) -> None:
+    await close_database(await open_database(url))
+
+
+class _Templates:
+    """Per test process (xdist worker): one migrated database per engine, made when a
+    test first asks, copied for every test. Sync methods with their own short loops:
+    they run before a test's loop exists."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.sqlite: Path | None = None
+        self.postgres: str | None = None
+
+    def sqlite_copy(self, to: Path) -> None:
+        if self.sqlite is None:
+            path = self.directory / "template.sqlite3"
+            asyncio.run(_migrated(f"sqlite+aiosqlite:///{path}"))
+            self.sqlite = path  # closed: WAL checkpointed into the one file
+        shutil.copyfile(self.sqlite, to)
+
+    def postgres_copy(self, name: str) -> None:
+        if self.postgres is None:
+            template = f"tongbu_template_{secrets.token_hex(6)}"
+            asyncio.run(_admin(f'CREATE DATABASE "{template}"'))
+            asyncio.run(_migrated(_postgres_url(template)))
+            self.postgres = template
+        # FILE_COPY: for a small database, a copy of its files beats writing it to WAL.
+        asyncio.run(
+            _admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.postgres}" STRATEGY FILE_COPY')
+        )
+
+    def drop(self) -> None:
+        if self.postgres is not None:
+            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{self.postgres}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def _templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Templates]:
+    templates = _Templates(tmp_path_factory.mktemp("templates"))
+    try:
+        yield templates
+    finally:
+        templates.drop()
+
+
+def _database(engine: str, tmp_path: Path, templates: _Templates | None) -> Iterator[str]:
+    if engine == "sqlite":
+        path = tmp_path / "tongbu.sqlite3"
+        if templates is not None:
+            templates.sqlite_copy(path)
+        yield f"sqlite+aiosqlite:///{path}"
         return
     name = f"tongbu_test_{secrets.token_hex(6)}"
-    # Sync fixture with its own short loop: it runs before the test's loop exists.
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    if templates is not None:
+        templates.postgres_copy(name)
+    else:
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
     try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+        yield _postgres_url(name)
     finally:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=ENGINES)
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, _templates: _Templates
+) -> Iterator[str]:
+    yield from _database(request.param, tmp_path, _templates)
+
+
+@pytest.fixture(params=ENGINES)
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from _database(request.param, tmp_path, None)
 
 
 @pytest.fixture

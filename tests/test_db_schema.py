@@ -10,8 +10,8 @@ from classroom.db import create_engine, migrate
 from classroom.models import Base
 
 
-async def test_migrations_match_the_models(database_url: str) -> None:
-    engine = create_engine(database_url)
+async def test_migrations_match_the_models(empty_database_url: str) -> None:
+    engine = create_engine(empty_database_url)
     try:
         await migrate(engine)
         await migrate(engine)  # a second start finds nothing to do
