@@ -1002,12 +1002,24 @@ async def open_lesson(call: Call) -> s.LessonOut:
 
 
 async def start_lesson(call: Call) -> s.LessonOut:
-    """open → live, for a lesson started by hand before the main room joins. The class
-    starts now, even before its bell: its recording and broadcast begin with the media."""
-    out = await _transition(call, LessonState.LIVE)
+    """open → live, for a lesson started by hand (开始上课). The class starts now, even
+    before its bell: its recording and broadcast begin with the media. A lesson a
+    main-room box already made live in the lead-in starts its class now as well."""
     live = call.request.app.get(LIVE)
+    lesson_id = call.id()
+    if live is not None and live.waiting_for_bell(lesson_id):
+        async with call.db() as db:
+            lesson = await _readable_lesson(call, db)
+            if not can_run_lesson(call.me, lesson):
+                raise forbidden(f"lesson {lesson_id} is not yours to start")
+            if lesson.state == LessonState.LIVE.value:
+                live.start_class(lesson_id)
+                await audit.record(db, call.me, "lesson_class_started", f"lesson:{lesson_id}",
+                                   {}, call.remote)
+                return _lesson_out(lesson)
+    out = await _transition(call, LessonState.LIVE)
     if live is not None:
-        live.start_class(call.id())
+        live.start_class(lesson_id)
     return out
 
 

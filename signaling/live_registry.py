@@ -104,6 +104,11 @@ class LiveLessonRegistry:
         else:
             self._started_by_hand.add(lesson_id)
 
+    def waiting_for_bell(self, lesson_id: int) -> bool:
+        """Live here, with rooms in their lead-in, and its class not yet begun."""
+        lesson = self.lessons.get(lesson_id)
+        return lesson is not None and lesson.class_started_at is None
+
     async def revoke(self, username: str, still_valid: Callable[[int | None], bool]) -> int:
         """Close the live sessions joined with tokens minted for `username` whose classroom
         (None for a watcher) no longer passes `still_valid`; how many were closed."""

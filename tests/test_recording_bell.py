@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from classroom import audit
 from recorder.capture import capture_dir
 from signaling import protocol
+from signaling.appkeys import DB
 from tests.live_harness import (
     Api,
     ApiError,
@@ -172,6 +174,42 @@ async def test_a_teacher_starting_the_class_by_hand_before_its_bell_is_recorded_
         file = next(f for f in entry["files"] if f["role"] == "room_video")
         codes = decoded_codes(await download(api, file, tmp_path / "main.mp4"))
         assert codes and {c.tag for c in codes} == {teacher & 0xFF}
+
+
+async def test_starting_the_class_of_a_lesson_a_box_made_live_early_records_from_then(
+    tmp_path: Path,
+) -> None:
+    """The teacher's room is a box that joined in the lead-in, so the lesson is live; the
+    teacher presses 开始上课 (the home page's button) an hour before the bell."""
+    async with running_server(tmp_path / "data") as server:
+        api = server.api
+        lesson = await create_lesson(api, receiving=1, starts_in=3600)
+        lid, teacher = lesson.lesson_id, lesson.main_classroom_id
+        agents = [start_agent("main", server.base_url,
+                              await join_token(api, lid, "main", teacher), tmp_path)]
+        try:
+            await wait_for_live(
+                api, lid, lambda s: (s.get("recording") or {}).get("state") == "waiting")
+            assert (await api.call("GET", f"/lessons/{lid}"))["state"] == "live"
+            pressed = time.time()
+            await api.call("POST", f"/lessons/{lid}/start")
+            live = await wait_for_live(
+                api, lid, lambda s: (s.get("recording") or {}).get("state") == "recording")
+            assert datetime.fromisoformat(live["class_started_at"]).timestamp() >= pressed
+            with pytest.raises(ApiError) as again:  # begun: nothing more to start
+                await api.call("POST", f"/lessons/{lid}/start")
+            assert again.value.status == 409
+            await asyncio.sleep(3)
+            await api.call("POST", f"/lessons/{lid}/end")
+            entry = await wait_for_entry(api, lid, {"room_video"}, within=60)
+        finally:
+            await stop_all(agents)
+        file = next(f for f in entry["files"] if f["role"] == "room_video")
+        codes = decoded_codes(await download(api, file, tmp_path / "main.mp4"))
+        assert codes and all(rendered_after(c.timestamp_ms, pressed) for c in codes)
+        async with server.app[DB]() as db:
+            events = await audit.list_events(db, action="lesson_class_started")
+        assert [e.target for e in events] == [f"lesson:{lid}"]
 
 
 async def test_a_lesson_ended_in_its_lead_in_leaves_no_recording(tmp_path: Path) -> None:
