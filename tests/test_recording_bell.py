@@ -149,6 +149,19 @@ async def wait_for_live(api: Api, lesson_id: int, condition) -> dict:  # type: i
     return await eventually(probe, lambda s: bool(s) and condition(s), 10, "the live state")
 
 
+async def end_after(api: Api, lesson_id: int, seconds: float) -> dict:
+    """Let the class run, end it, and wait for its per-room files in the library."""
+    await asyncio.sleep(seconds)
+    await api.call("POST", f"/lessons/{lesson_id}/end")
+    return await wait_for_entry(api, lesson_id, {"room_video"}, within=60)
+
+
+async def room_codes(api: Api, entry: dict, tmp_path: Path) -> list:
+    """The pattern codes of the (one) recorded room's video, frame by frame."""
+    file = next(f for f in entry["files"] if f["role"] == "room_video")
+    return decoded_codes(await download(api, file, tmp_path / "room.mp4"))
+
+
 async def test_a_teacher_starting_the_class_by_hand_before_its_bell_is_recorded_at_once(
     tmp_path: Path,
 ) -> None:
@@ -166,13 +179,10 @@ async def test_a_teacher_starting_the_class_by_hand_before_its_bell_is_recorded_
             assert datetime.fromisoformat(live["class_started_at"]).timestamp() >= pressed
             await wait_for(lambda: (capture_dir(tmp_path / "data", lid) / "lesson.json").exists(),
                            5, "the capture")
-            await asyncio.sleep(3)
-            await api.call("POST", f"/lessons/{lid}/end")
-            entry = await wait_for_entry(api, lid, {"room_video"}, within=60)
+            entry = await end_after(api, lid, seconds=3)
         finally:
             await stop_all(agents)
-        file = next(f for f in entry["files"] if f["role"] == "room_video")
-        codes = decoded_codes(await download(api, file, tmp_path / "main.mp4"))
+        codes = await room_codes(api, entry, tmp_path)
         assert codes and {c.tag for c in codes} == {teacher & 0xFF}
 
 
@@ -199,13 +209,10 @@ async def test_starting_the_class_of_a_lesson_a_box_made_live_early_records_from
             with pytest.raises(ApiError) as again:  # begun: nothing more to start
                 await api.call("POST", f"/lessons/{lid}/start")
             assert again.value.status == 409
-            await asyncio.sleep(3)
-            await api.call("POST", f"/lessons/{lid}/end")
-            entry = await wait_for_entry(api, lid, {"room_video"}, within=60)
+            entry = await end_after(api, lid, seconds=3)
         finally:
             await stop_all(agents)
-        file = next(f for f in entry["files"] if f["role"] == "room_video")
-        codes = decoded_codes(await download(api, file, tmp_path / "main.mp4"))
+        codes = await room_codes(api, entry, tmp_path)
         assert codes and all(rendered_after(c.timestamp_ms, pressed) for c in codes)
         async with server.app[DB]() as db:
             events = await audit.list_events(db, action="lesson_class_started")
