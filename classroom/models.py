@@ -220,7 +220,8 @@ class Lesson(Base):
 class LessonRoom(Base):
     """The lesson's rooms, copied from its pairing when it was created.
 
-    A snapshot, so that editing a pairing later never rewrites the history of lessons held.
+    A snapshot, so that editing a pairing later never rewrites the history of lessons held;
+    only its scheduled lessons to come follow it (classroom/pairing_rooms.py).
     """
 
     __tablename__ = "lesson_rooms"

@@ -9,7 +9,6 @@ lessons already open, under way or over, keep theirs: they were decided on their
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -39,32 +38,17 @@ async def follow_new_rooms(
     """
     now = now or utcnow()
     old, new = tuple(old_rooms), tuple(new_rooms)
-    candidates = (
-        await db.execute(
-            sa.select(
-                Lesson.id,
-                Lesson.planned_start,
-                Lesson.planned_end,
-                Lesson.teacher_user_id,
-                Lesson.teacher_name,
-                Lesson.title,
-            ).where(
-                Lesson.pairing_id == pairing_id,
-                Lesson.state == LessonState.SCHEDULED.value,
-                Lesson.planned_start > now,
-            )
+    to_come = await db.scalars(
+        sa.select(Lesson).where(
+            Lesson.pairing_id == pairing_id,
+            Lesson.state == LessonState.SCHEDULED.value,
+            Lesson.planned_start > now,
         )
-    ).all()
-    if not candidates or old == new:
-        return []
-    rooms: dict[int, list[int]] = defaultdict(list)
-    for lesson_id, classroom_id in await db.execute(
-        sa.select(LessonRoom.lesson_id, LessonRoom.classroom_id)
-        .where(LessonRoom.lesson_id.in_([c.id for c in candidates]))
-        .order_by(LessonRoom.lesson_id, LessonRoom.position)
-    ):
-        rooms[lesson_id].append(classroom_id)
-    following = [c for c in candidates if tuple(rooms[c.id]) == old]
+    )
+    # Lesson.rooms come with the lessons, in position order (main first).
+    following = [
+        lesson for lesson in to_come if tuple(r.classroom_id for r in lesson.rooms) == old
+    ]
     if not following:
         return []
 
@@ -77,47 +61,36 @@ async def follow_new_rooms(
     ).one()
     proposed = [
         conflicts.Booking(
-            start=c.planned_start,
-            end=c.planned_end,
+            start=lesson.planned_start,
+            end=lesson.planned_end,
             classroom_ids=new,
-            teacher=conflicts.teacher_key(c.teacher_user_id, c.teacher_name, main_school),
-            teacher_name=c.teacher_name,
-            title=c.title,
-            source=f"lesson {c.id} {c.title!r}",
-            ref=c.id,
+            teacher=conflicts.teacher_key(lesson.teacher_user_id, lesson.teacher_name,
+                                          main_school),
+            teacher_name=lesson.teacher_name,
+            title=lesson.title,
+            source=f"lesson {lesson.id} {lesson.title!r}",
+            ref=lesson.id,
         )
-        for c in following
+        for lesson in following
     ]
-    ids = [c.id for c in following]
+    ids = [lesson.id for lesson in following]
     await conflicts.lock_classrooms(db, new)
     await conflicts.lock_teachers(db, (b.teacher for b in proposed))
     await conflicts.refuse_clashes(
         db, proposed, ignore_lesson_ids=ids, zone=ZoneInfo(zone_name), field=field
     )
 
-    await db.execute(sa.delete(LessonRoom).where(LessonRoom.lesson_id.in_(ids)))
-    await db.execute(
-        sa.insert(LessonRoom),
-        [
-            {
-                "lesson_id": lesson_id,
-                "classroom_id": classroom_id,
-                "role": (RoomRole.MAIN if position == 0 else RoomRole.RECEIVING).value,
-                "position": position,
-            }
-            for lesson_id in ids
+    # The old rooms leave before the new arrive: a room kept has the same primary key.
+    for lesson in following:
+        lesson.rooms.clear()
+    await db.flush()
+    for lesson in following:
+        lesson.rooms.extend(
+            LessonRoom(
+                classroom_id=classroom_id,
+                role=RoomRole.MAIN if position == 0 else RoomRole.RECEIVING,
+                position=position,
+            )
             for position, classroom_id in enumerate(new)
-        ],
-    )
-    _forget(db, set(ids))
+        )
     return ids
-
-
-def _forget(db: AsyncSession, lesson_ids: set[int]) -> None:
-    """Drop these lessons and their rooms from the session's identity map: the bulk
-    statements did not touch the objects, and a later read must see the new rooms."""
-    for obj in list(db.sync_session.identity_map.values()):
-        if (isinstance(obj, Lesson) and obj.id in lesson_ids) or (
-            isinstance(obj, LessonRoom) and obj.lesson_id in lesson_ids
-        ):
-            db.expunge(obj)

@@ -13,7 +13,7 @@ Fixtures (all function-scoped):
 - `empty_database_url`: the same, but empty: for tests of the migrations themselves.
 - `db`: an async_sessionmaker on `database_url`, migrated; use `async with db() as s:`.
 - `settings`: classroom.config.Settings with a tmp data dir, `database_url` and a fixed
-  secret key.
+  secret key; `empty_settings` the same on `empty_database_url`.
 - `app_client`: an aiohttp TestClient on signaling.app.create_app(settings), started.
 - `admin_headers`: {"Authorization": "Bearer ..."} for a fresh admin user of `app_client`.
 - `headers_for`: async factory `await headers_for(role, school_id=None, username=None,
@@ -163,8 +163,7 @@ async def db(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession
         await close_database(sessionmaker)
 
 
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
+def _settings(tmp_path: Path, database_url: str) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,
@@ -172,6 +171,16 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         # Tests decide when lessons open and end; tests/test_scheduler.py runs the scheduler.
         scheduler=False,
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return _settings(tmp_path, database_url)
+
+
+@pytest.fixture
+def empty_settings(tmp_path: Path, empty_database_url: str) -> Settings:
+    return _settings(tmp_path, empty_database_url)
 
 
 @pytest.fixture

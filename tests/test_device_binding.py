@@ -325,14 +325,9 @@ async def _pre_binding_world(database_url: str) -> dict[str, Any]:
 
 
 async def test_an_existing_device_survives_the_migration_unbound_and_is_refused_until_bound(
-    empty_database_url: str, tmp_path: Path
+    empty_settings: Settings,
 ) -> None:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=empty_database_url,
-        secret_key=b"test-secret-key-that-is-32-bytes!",
-        scheduler=False,
-    )
+    settings = empty_settings
     old = await _pre_binding_world(settings.database_url)
     client = TestClient(TestServer(create_app(settings)))  # serving migrates to 0008
     await client.start_server()
