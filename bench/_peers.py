@@ -2,7 +2,7 @@
 
 A bench must measure the server, not the machines around it, and here everything shares
 one two-core box. So the subscribers below keep aiortc's negotiation, ICE, DTLS and SRTP
-but take each receiver over with `signaling.rtp_glue.claim_receiver` and only count what
+but take each receiver over with `signaling.media.rtp_glue.claim_receiver` and only count what
 arrives: packets, bytes, frames (distinct RTP timestamps of video). They still behave as a
 real peer towards the server: a receiver report (and a REMB) every second per stream.
 
@@ -49,7 +49,7 @@ from aiortc.rtp import (
 )
 
 from signaling import protocol
-from signaling.rtp_glue import claim_receiver
+from signaling.media.rtp_glue import claim_receiver
 
 VIDEO_TB = Fraction(1, 90000)
 AUDIO_TB = Fraction(1, 48000)

@@ -60,8 +60,8 @@ class ForwardTimer:
         return wrapper
 
     def install(self) -> None:
-        from signaling.publication import Publication
-        from signaling.subscription import SubscriberLeg
+        from signaling.media.publication import Publication
+        from signaling.media.subscription import SubscriberLeg
 
         on_rtp = Publication.on_rtp
         write_rtp = SubscriberLeg.write_rtp
@@ -89,12 +89,12 @@ class ForwardTimer:
         import aiortc.rate
         import pylibsrtp
 
-        import signaling.subscription
+        import signaling.media.subscription
 
         estimator = aiortc.rate.RemoteBitrateEstimator
         estimator.add = self._costed("RemoteBitrateEstimator.add", estimator.add)
-        signaling.subscription.current_ntp_time = self._costed(
-            "current_ntp_time (subscription._send)", signaling.subscription.current_ntp_time)
+        signaling.media.subscription.current_ntp_time = self._costed(
+            "current_ntp_time (subscription._send)", signaling.media.subscription.current_ntp_time)
         pylibsrtp.Session.protect = self._costed("srtp protect", pylibsrtp.Session.protect)
         pylibsrtp.Session.unprotect = self._costed("srtp unprotect",
                                                    pylibsrtp.Session.unprotect)

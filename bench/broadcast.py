@@ -40,8 +40,8 @@ from aiortc.rtp import RtpPacket
 
 from classroom.agent.encoder import VideoEncoder
 from classroom.agent.testpattern import PatternRenderer
-from recorder.broadcast import LiveBroadcaster
-from signaling.publication import Publication
+from recorder.broadcast.live import LiveBroadcaster
+from signaling.media.publication import Publication
 
 TB = Fraction(1, 90000)
 

@@ -34,8 +34,8 @@ import cv2
 import numpy as np
 
 from classroom.agent.testpattern import PatternRenderer
-from recorder.composite import DEFAULT_PRESET, render_composite
-from recorder.layout import RoomMedia, TimelineEvent
+from recorder.finalise.composite import DEFAULT_PRESET, render_composite
+from recorder.finalise.layout import RoomMedia, TimelineEvent
 
 FPS = 15
 ROOMS = [  # classroom_id, role, name, position, tone Hz, joins at

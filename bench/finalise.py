@@ -36,9 +36,9 @@ import av
 
 from classroom.agent.encoder import VideoEncoder
 from classroom.agent.testpattern import PatternRenderer
-from recorder.finalise import FAST_STEPS, _new_manifest, _run_steps
-from recorder.packetlog import PacketLogWriter, TrackMeta
-from recorder.remux import find_room_logs, remux_room
+from recorder.capture.packetlog import PacketLogWriter, TrackMeta
+from recorder.finalise.remux import find_room_logs, remux_room
+from recorder.finalise.steps import FAST_STEPS, _new_manifest, _run_steps
 from recorder.storage import file_sha256
 from recorder.storage.local import LocalStorage
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._harness import machine
 from classroom.agent.testpattern import PatternRenderer, read_pattern_frame
-from recorder.packetlog import PacketLogWriter, TrackMeta
+from recorder.capture.packetlog import PacketLogWriter, TrackMeta
 
 
 def pattern_read_us(width: int, height: int, reads: int) -> float:

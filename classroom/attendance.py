@@ -37,7 +37,7 @@ KICKED = "kicked"
 REPLACED = "replaced"
 SERVER_RESTART = "server_restart"
 
-# The signaling session's close reasons (signaling/session.py) that are not a drop.
+# The signaling session's close reasons (signaling/live/session.py) that are not a drop.
 _REASONS = {
     "left": LEFT,
     "lesson_ended": ENDED,

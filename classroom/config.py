@@ -40,10 +40,10 @@ class Settings:
     # measure what recording costs (bench/recording.py); TONGBU_RECORD_LESSONS=0.
     record_lessons: bool = True
     # How often each live room's link is sampled into link_samples (loss, RTT, bitrate,
-    # freezes) for the lesson statistics (signaling/quality_sampler.py);
+    # freezes) for the lesson statistics (signaling/services/quality_sampler.py);
     # TONGBU_LINK_SAMPLE_INTERVAL_S.
     link_sample_interval_s: float = 10.0
-    # The lesson scheduler (signaling/scheduler.py): opens each lesson `open_lead_s` before
+    # The lesson scheduler (signaling/services/scheduler.py): opens each lesson `open_lead_s` before
     # its planned start and ends it `end_grace_s` after its planned end, checking every
     # `scheduler_interval_s`. TONGBU_SCHEDULER=0 turns it off (lessons then open and end
     # only by hand); TONGBU_SCHEDULER_INTERVAL_S, TONGBU_OPEN_LEAD_S, TONGBU_END_GRACE_S.

@@ -1,6 +1,6 @@
 """Link samples: what the server measured on each room's link, every few seconds.
 
-signaling/quality_sampler.py takes them from the RTP/RTCP the media router already
+signaling/services/quality_sampler.py takes them from the RTP/RTCP the media router already
 handles and hands them here in batches; the lesson summary (classroom/lesson_stats.py)
 reads one lesson's back. One row per room, direction and interval.
 """

@@ -340,7 +340,7 @@ class AuditEvent(Base):
 
 
 # ------------------------------------------------------- the resource library (云录播资源库)
-# Owned by recorder/library.py; declared here so that Alembic and the schema test see one
+# Owned by recorder/library/catalogue.py; declared here so that Alembic and the schema test see one
 # metadata. Revision 0002 creates these tables.
 
 

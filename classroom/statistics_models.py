@@ -5,7 +5,7 @@ Alembic and the schema test see one metadata); revision 0006 creates them. Atten
 itself is `room_sessions` (classroom/models.py), written by classroom/attendance.py.
 
 - `link_samples`: every few seconds, per room and direction, what the server measured on
-  that room's link (signaling/quality_sampler.py). Compact on purpose: a city term is tens
+  that room's link (signaling/services/quality_sampler.py). Compact on purpose: a city term is tens
   of millions of rows, read only to summarise one lesson.
 - `lesson_stats` / `lesson_room_stats`: one lesson's summary and its rooms' (computed at
   lesson end by classroom/lesson_stats.py, recomputable at will); what the statistics pages

@@ -1,5 +1,5 @@
 """`python -m signaling`: the same as the `tongbu` command."""
 
-from signaling.cli import main
+from signaling.cli.main import main
 
 raise SystemExit(main())

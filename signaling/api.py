@@ -1,7 +1,7 @@
 """The REST API (/api/v1): registers, scheduling, lesson control and join tokens.
 
 ROUTES is the single table of endpoints: setup_api() registers it with aiohttp and
-signaling/openapi.py describes it, so the document cannot miss or invent an endpoint.
+signaling/rest/openapi.py describes it, so the document cannot miss or invent an endpoint.
 Each handler receives a Call with the authenticated user and the validated body and
 query, and returns a response struct; errors of every kind leave as one ErrorBody shape.
 """
@@ -37,12 +37,17 @@ from classroom.models import (
     utcnow,
 )
 from classroom.users import AuthenticationFailed, authenticate, issue_token
-from recorder import library_api as lib
+from recorder.library import api as lib
 from signaling import api_schemas as s
-from signaling import schedule_api, statistics_api, timetable_api
 from signaling.api_schemas import ApiError
 from signaling.appkeys import DB, LIVE, TOKENS
-from signaling.auth import (
+from signaling.errors import ErrorCode
+from signaling.live.state import LiveLessonState
+from signaling.live.tokens import JoinRole
+from signaling.rest import schedule as schedule_api
+from signaling.rest import statistics as statistics_api
+from signaling.rest import timetable as timetable_api
+from signaling.rest.auth import (
     Credential,
     can_read_lesson,
     can_run_lesson,
@@ -58,10 +63,7 @@ from signaling.auth import (
     require_bound_device,
     require_school,
 )
-from signaling.errors import ErrorCode
-from signaling.live_state import LiveLessonState
-from signaling.openapi import ANY_USER, API_PREFIX, Route, build_document
-from signaling.tokens import JoinRole
+from signaling.rest.openapi import ANY_USER, API_PREFIX, Route, build_document
 
 logger = logging.getLogger(__name__)
 
@@ -1509,7 +1511,7 @@ ROUTES: tuple[Route, ...] = (
         response=LiveLessonState,
     ),
     *schedule_api.ROUTES,  # the scheduler's next steps; a classroom box's own lessons
-    # ------------------------------------------------ resource library (recorder/library_api.py)
+    # ------------------------------------------------ resource library (recorder/library/api.py)
     Route(
         "GET",
         "/library",

@@ -1,7 +1,7 @@
 """Request and response bodies of the REST API, defined once as msgspec structs.
 
 The same structs validate requests, encode responses and generate the OpenAPI document
-(signaling/openapi.py), so the three cannot drift apart. Request structs refuse unknown
+(signaling/rest/openapi.py), so the three cannot drift apart. Request structs refuse unknown
 fields: a typo in a field name is an error, not a silently ignored option.
 """
 

@@ -14,7 +14,7 @@ from classroom.config import Settings
 from classroom.db import create_engine, migrate, sessionmaker_for
 from signaling.api import setup_api
 from signaling.appkeys import DB, SETTINGS, TOKENS
-from signaling.tokens import JoinTokens
+from signaling.live.tokens import JoinTokens
 
 logger = logging.getLogger(__name__)
 
@@ -36,28 +36,28 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(database)
     setup_api(app)
 
-    from signaling.ws import setup_signaling
+    from signaling.live.ws import setup_signaling
 
     setup_signaling(app)
 
-    from signaling.quality_sampler import setup_statistics
+    from signaling.services.quality_sampler import setup_statistics
 
     setup_statistics(app)  # attendance, link samples and lesson summaries, as they happen
 
-    from signaling.scheduler import setup_scheduler
+    from signaling.services.scheduler import setup_scheduler
 
     setup_scheduler(app)  # opens and ends lessons on time (settings.scheduler turns it off)
 
-    from recorder.broadcast import setup_broadcast
-    from recorder.jobs import setup_finalisation
-    from recorder.setup import setup_recorder
+    from recorder.broadcast.live import setup_broadcast
+    from recorder.capture.setup import setup_recorder
+    from recorder.finalise.jobs import setup_finalisation
 
     if settings.record_lessons:  # off only to measure recording's cost (bench/recording.py)
         setup_recorder(app)
         setup_finalisation(app)
     setup_broadcast(app)
 
-    from recorder.library_api import STORAGE
+    from recorder.library.api import STORAGE
     from web.pages import setup_pages
 
     setup_pages(app, media_origin=app[STORAGE].media_origin)

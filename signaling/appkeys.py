@@ -8,16 +8,16 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from classroom.config import Settings
-from signaling.live_state import LiveLessonState
+from signaling.live.state import LiveLessonState
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from signaling.tokens import JoinTokens
+    from signaling.live.tokens import JoinTokens
 
 
 class LiveLessons(Protocol):
-    """What the REST API may ask of the media side (implemented by signaling.ws)."""
+    """What the REST API may ask of the media side (implemented by signaling.live.ws)."""
 
     def snapshot(self, lesson_id: int) -> LiveLessonState | None: ...
 

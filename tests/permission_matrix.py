@@ -38,10 +38,10 @@ from classroom import sessions
 from classroom.models import User
 from classroom.sessions import COOKIE_NAME
 from classroom.users import create_user, issue_token
-from recorder import library
-from recorder.library_api import STORAGE
+from recorder.library import catalogue as library
+from recorder.library.api import STORAGE
 from signaling.appkeys import DB
-from signaling.auth import CSRF_HEADER, SAFE_METHODS
+from signaling.rest.auth import CSRF_HEADER, SAFE_METHODS
 
 API = "/api/v1"
 PASSWORD = "correct horse battery"
@@ -103,7 +103,7 @@ STAFF_OF_A_OR_B = frozenset({"admin", "sa_A", "sa_B", "t_own", "t_A", "t_B"})
 # The lesson read rule: staff of a school in it, a device of a classroom in it, reviewers.
 LESSON_READERS = STAFF_OF_A_OR_B | {"dev_B", "reviewer"}
 JOINS_AS_B = frozenset({"admin", "sa_B", "t_B", "dev_B"})  # B's room: B's staff, its box
-# Timetable series are read by school (signaling/timetable_api.py), devices included.
+# Timetable series are read by school (signaling/rest/timetable.py), devices included.
 SERIES_READERS = STAFF_OF_A_OR_B | {"dev_B", "dev_B2"}
 RUNS_L1 = frozenset({"admin", "sa_A", "t_own"})
 RECORDING_READERS = STAFF_OF_A_OR_B | {"reviewer"}
@@ -869,7 +869,7 @@ ROWS: tuple[Row, ...] = (
     Row("PUT", "/library/{id}/ratings/mine", "R", RATERS, _rating),
     Row("GET", "/library/{id}/export", "R", RECORDING_READERS, _recording("/export")),
     Row("GET", "/library/{id}/files/{file_id}", "R's poster", RECORDING_READERS, _poster),
-    # ------------------------------------------- the schedule (signaling/schedule_api.py)
+    # ------------------------------------------- the schedule (signaling/rest/schedule.py)
     Row(
         "GET",
         "/devices/me/lessons",
@@ -886,7 +886,7 @@ ROWS: tuple[Row, ...] = (
         fixed("/devices/me/lessons?classroom_id={w.room[B]}"),
     ),
     Row("GET", "/scheduler", "", ADMIN, fixed("/scheduler")),
-    # --------------------------------------------- timetables (signaling/timetable_api.py)
+    # --------------------------------------------- timetables (signaling/rest/timetable.py)
     Row("GET", "/terms", "", SCHOOL_ACCOUNTS, fixed("/terms")),
     Row("POST", "/terms", "", ADMIN, _new_term, ok=201),
     Row("GET", "/terms/{id}", "T", SCHOOL_ACCOUNTS, _tt("/terms/{term}")),
@@ -935,7 +935,7 @@ ROWS: tuple[Row, ...] = (
     Row("POST", "/calendar-feeds", "t own's lessons", RUNS_L1, _teacher_feed, ok=201),
     Row("DELETE", "/calendar-feeds/{id}", "a feed of A's classroom", MANAGES_A, _fresh_feed),
     Row("GET", "/feeds/calendar.ics", "?token= a feed's own", EVERYONE, _feed_document),
-    # ------------------------------------------- statistics (signaling/statistics_api.py)
+    # ------------------------------------------- statistics (signaling/rest/statistics.py)
     # Everyone on the staff gets rows, scoped: a school admin the lessons of their school,
     # a teacher their own; naming another school is refused.
     Row("GET", "/statistics", "?by=school", STAFF, fixed("/statistics?by=school")),

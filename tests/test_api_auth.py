@@ -12,7 +12,7 @@ from classroom.models import UserRole
 from classroom.users import MAX_FAILED_LOGINS, create_user
 from signaling.api import ROUTES
 from signaling.appkeys import DB
-from signaling.openapi import API_PREFIX
+from signaling.rest.openapi import API_PREFIX
 
 PROTECTED = [r for r in ROUTES if not r.public]
 

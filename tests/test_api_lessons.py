@@ -10,8 +10,8 @@ from aiohttp.test_utils import TestClient
 from classroom import audit
 from classroom.models import Lesson, UserRole
 from signaling.appkeys import DB, LIVE, TOKENS
-from signaling.live_state import LiveLessonState, RoomState
-from signaling.tokens import JoinRole
+from signaling.live.state import LiveLessonState, RoomState
+from signaling.live.tokens import JoinRole
 
 
 async def call(client: TestClient, method: str, path: str, headers: dict, body=None):

@@ -10,7 +10,7 @@ from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
 from signaling.api import ROUTES
-from signaling.openapi import API_PREFIX
+from signaling.rest.openapi import API_PREFIX
 
 
 @pytest.fixture

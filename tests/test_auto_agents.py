@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from classroom.db import close_database, open_database
 from classroom.models import AuditEvent
-from recorder.finalise import capture_fingerprint
+from recorder.finalise.steps import capture_fingerprint
 from tests.live_harness import (
     AGENT_VIDEO,
     TONGBU,

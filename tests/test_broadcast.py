@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 
 from classroom.agent.testpattern import read_pattern_frame
-from recorder.broadcast import BROADCASTS
-from recorder.hls_live import LivePlaylist, Segment, continue_counters, mux_segment
+from recorder.broadcast.hls_live import LivePlaylist, Segment, continue_counters, mux_segment
+from recorder.broadcast.live import BROADCASTS
 from tests.live_harness import Api, join_token, running_server, start_agent, stop_all, wait_for
 
 pytestmark = pytest.mark.timeout(240)
@@ -374,7 +374,7 @@ def test_segments_continue_each_others_continuity_counters() -> None:
 def _idr() -> object:
     from fractions import Fraction
 
-    from recorder.hls_live import _Unit
+    from recorder.broadcast.hls_live import _Unit
 
     encoder = av.CodecContext.create("libx264", "w")
     encoder.width, encoder.height, encoder.pix_fmt = 64, 64, "yuv420p"

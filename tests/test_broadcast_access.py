@@ -23,8 +23,8 @@ from classroom import sessions
 from classroom.models import AuditEvent, User
 from classroom.sessions import COOKIE_NAME
 from classroom.users import create_user, issue_token
-from recorder import broadcast_http
-from recorder.broadcast import BROADCASTS
+from recorder.broadcast import http as broadcast_http
+from recorder.broadcast.live import BROADCASTS
 from signaling.appkeys import DB
 
 API = "/api/v1"

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from classroom.agent.testpattern import COLOUR_PROBE, PatternRenderer, read_pattern, room_colour
-from recorder.composite import render_composite
-from recorder.layout import RoomMedia, Tile, TimelineEvent, layout_at, layout_timeline
+from recorder.finalise.composite import render_composite
+from recorder.finalise.layout import RoomMedia, Tile, TimelineEvent, layout_at, layout_timeline
 
 FPS = 15
 DURATION = 10.0

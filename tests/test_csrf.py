@@ -24,7 +24,7 @@ from classroom.models import AuditEvent, User
 from classroom.sessions import COOKIE_NAME
 from signaling.api import ROUTES
 from signaling.appkeys import DB
-from signaling.auth import CSRF_HEADER, SAFE_METHODS
+from signaling.rest.auth import CSRF_HEADER, SAFE_METHODS
 from tests.permission_matrix import ACTOR_NAMES, API, ROWS, Row, World, build_world, send
 
 EVIL = "https://evil.example"

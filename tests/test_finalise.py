@@ -23,10 +23,10 @@ import pytest
 
 from classroom.agent.encoder import VideoEncoder
 from classroom.agent.testpattern import PatternRenderer, read_pattern_frame
-from recorder.finalise import finalise_lesson, is_finalised, read_manifest
-from recorder.hls_vod import parse_playlist
-from recorder.jobs import FinalisationQueue, final_dir_of, recover_unfinished
-from recorder.packetlog import PacketLogWriter, TrackMeta
+from recorder.capture.packetlog import PacketLogWriter, TrackMeta
+from recorder.finalise.hls_vod import parse_playlist
+from recorder.finalise.jobs import FinalisationQueue, final_dir_of, recover_unfinished
+from recorder.finalise.steps import finalise_lesson, is_finalised, read_manifest
 
 FPS = 15
 SIZE = (320, 180)
@@ -95,7 +95,7 @@ def encode_opus(seconds: float, hz: float = 440.0) -> list[bytes]:
 def make_capture(data_dir: Path, lesson_id: int, rooms: list[RoomPlan],
                  events: list[tuple[float, str, int | None]], duration_s: float, *,
                  state: str = "complete", video_cache: dict | None = None) -> Path:
-    """A capture dir as recorder.capture writes it, with real encoded media."""
+    """A capture dir as recorder.capture.recorder writes it, with real encoded media."""
     capture = data_dir / "recordings" / str(lesson_id) / "capture"
     capture.mkdir(parents=True)
     for room in rooms:
@@ -361,7 +361,7 @@ async def test_a_crashed_capture_that_resumes_is_not_closed(tmp_path):
     queue.start()
     try:
         await recover_unfinished(tmp_path, queue, live=lambda: live, resume_grace_s=0.3)
-        live.add(12)  # a room rejoined: recorder.capture resumed the lesson
+        live.add(12)  # a room rejoined: recorder.capture.recorder resumed the lesson
         async with asyncio.timeout(120):
             await queue.wait(12)
         await asyncio.sleep(0.5)
@@ -373,7 +373,7 @@ async def test_a_crashed_capture_that_resumes_is_not_closed(tmp_path):
 
 async def test_parallel_remux_workers_make_the_same_room_files(tmp_path, monkeypatch, lesson):
     """Long lessons remux rooms in worker processes: same frames, hashes in the manifest."""
-    import recorder.finalise as finalise_module
+    import recorder.finalise.steps as finalise_module
 
     monkeypatch.setattr(finalise_module, "PARALLEL_REMUX_MIN_BYTES", 0)
     capture = make_capture(tmp_path / "data", 8, ROOMS, EVENTS, DURATION)

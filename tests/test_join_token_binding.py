@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestClient
 
 from classroom.models import UserRole
 from signaling.appkeys import TOKENS
-from signaling.tokens import JoinRole
+from signaling.live.tokens import JoinRole
 
 API = "/api/v1"
 WS = "/ws/v1"

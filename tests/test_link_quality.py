@@ -27,8 +27,8 @@ from classroom.lesson_stats import stored_summary
 from classroom.link_samples import samples_of
 from classroom.statistics_models import LinkSample
 from signaling.appkeys import DB
-from signaling.freezes import FREEZE_GAP, FreezeMeter
-from signaling.quality_sampler import STATISTICS
+from signaling.media.freezes import FREEZE_GAP, FreezeMeter
+from signaling.services.quality_sampler import STATISTICS
 from tests.live_harness import (
     TONGBU,
     Api,

@@ -19,7 +19,7 @@ from classroom.agent.publisher import publisher_factory
 from classroom.agent.reception import TrackReception
 from classroom.agent.testpattern import read_pattern_frame
 from signaling import protocol
-from signaling.ws import REGISTRY
+from signaling.live.ws import REGISTRY
 from tests.live_harness import (
     AgentProcess,
     create_lesson,

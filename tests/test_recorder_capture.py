@@ -30,10 +30,9 @@ from classroom.agent.client import ClassroomAgent, Reporter
 from classroom.agent.encoder import VideoEncoder
 from classroom.agent.publisher import publisher_factory
 from classroom.agent.testpattern import PatternRenderer, read_pattern_frame
-from recorder.capture import capture_dir
-from recorder.clock import NTP_EPOCH_OFFSET, TimestampUnwrapper, TrackClock
-from recorder.depacketize import FrameAssembler, frame_size
-from recorder.packetlog import (
+from recorder.capture.clock import NTP_EPOCH_OFFSET, TimestampUnwrapper, TrackClock
+from recorder.capture.depacketize import FrameAssembler, frame_size
+from recorder.capture.packetlog import (
     LoggedFrame,
     PacketLogError,
     PacketLogWriter,
@@ -41,7 +40,8 @@ from recorder.packetlog import (
     read_packet_log,
     scan_packet_log,
 )
-from recorder.setup import FINALISERS, FINALISING, RECORDERS, setup_recorder
+from recorder.capture.recorder import capture_dir
+from recorder.capture.setup import FINALISERS, FINALISING, RECORDERS, setup_recorder
 from signaling import protocol
 from tests.live_harness import (
     Api,
@@ -287,7 +287,7 @@ def test_timestamps_unwrap_across_32_bits() -> None:
 def test_sender_reports_put_a_rooms_audio_and_video_on_one_clock() -> None:
     origin = 1_700_000_000.0
     skew = 180.0  # the classroom box's clock is three minutes fast
-    from recorder.clock import RoomClock
+    from recorder.capture.clock import RoomClock
 
     room = RoomClock()
     video = TrackClock(90000, origin, room)
@@ -619,8 +619,8 @@ async def test_a_restarted_server_resumes_the_capture_on_the_same_clock(tmp_path
     from datetime import UTC, datetime
 
     from classroom.lessons import LessonRoster, RosterRoom
-    from recorder.capture import LessonRecorder
-    from signaling.live_lesson import LiveLesson
+    from recorder.capture.recorder import LessonRecorder
+    from signaling.live.lesson import LiveLesson
 
     now = datetime.now(UTC)
     roster = LessonRoster(

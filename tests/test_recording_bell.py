@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from classroom import audit
-from recorder.capture import capture_dir
+from recorder.capture.recorder import capture_dir
 from signaling import protocol
 from signaling.appkeys import DB
 from tests.live_harness import (

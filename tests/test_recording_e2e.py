@@ -187,8 +187,8 @@ async def test_recorded_lesson_is_in_the_library_within_seconds(tmp_path: Path) 
 def check_composite_tiles(composite: Path, recording_dir: Path, entry: dict,
                           staged: int) -> None:
     """Each room's pattern is where the layout puts it, before and during the staging."""
-    from recorder.chapters import read_events
-    from recorder.layout import RoomMedia, TimelineEvent, layout_at
+    from recorder.finalise.chapters import read_events
+    from recorder.finalise.layout import RoomMedia, TimelineEvent, layout_at
 
     events = [TimelineEvent(e.t_s, e.kind, e.classroom_id)
               for e in read_events(recording_dir / "capture" / "events.jsonl")]

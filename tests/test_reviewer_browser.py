@@ -25,8 +25,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from recorder import library
-from recorder.library_api import STORAGE
+from recorder.library import catalogue as library
+from recorder.library.api import STORAGE
 from signaling.appkeys import DB
 from tests.browser import artifact_path, chromium_available, launch_chromium
 from tests.live_harness import Api, running_server

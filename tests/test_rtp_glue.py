@@ -1,4 +1,4 @@
-"""The router takes over aiortc at a few private names (signaling/rtp_glue.py).
+"""The router takes over aiortc at a few private names (signaling/media/rtp_glue.py).
 
 If an aiortc upgrade moves any of them, forwarding would silently stop: these tests make
 the upgrade fail loudly instead.

@@ -24,9 +24,9 @@ from classroom.config import Settings
 from classroom.db import close_database, open_database
 from classroom.models import AuditEvent, Lesson, LessonState
 from signaling.app import create_app
-from signaling.live_lesson import LiveLesson
-from signaling.live_registry import LiveLessonRegistry
-from signaling.scheduler import ACTOR, LessonScheduler
+from signaling.live.lesson import LiveLesson
+from signaling.live.registry import LiveLessonRegistry
+from signaling.services.scheduler import ACTOR, LessonScheduler
 
 LEAD, GRACE = timedelta(minutes=10), timedelta(minutes=5)
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -100,7 +100,7 @@ async def test_a_restart_catches_up_on_what_is_due_and_does_nothing_twice(
     called_off = await lesson(db, p, NOW - 300 * M, NOW - 255 * M, to=[CANCELLED])
 
     first = LessonScheduler(db, open_lead=LEAD, end_grace=GRACE)
-    with caplog.at_level(logging.INFO, logger="signaling.scheduler"):
+    with caplog.at_level(logging.INFO, logger="signaling.services.scheduler"):
         taken = await first.tick(NOW)
     assert {(t.lesson_id, t.action) for t in taken} == {
         (missed, "missed"),

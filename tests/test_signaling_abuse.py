@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 
 from signaling.appkeys import TOKENS
+from signaling.live.tokens import JoinRole
 from signaling.protocol import MAX_MESSAGE_BYTES
-from signaling.tokens import JoinRole
 from tests.live_harness import (
     AgentProcess,
     create_lesson,

@@ -35,7 +35,7 @@ import pytest
 from classroom import attendance
 from classroom.lesson_stats import GROUP_COLUMNS, stored_summary, summarise_lesson
 from signaling.appkeys import DB
-from signaling.quality_sampler import STATISTICS
+from signaling.services.quality_sampler import STATISTICS
 from tests.browser import chromium_available, launch_chromium
 from tests.live_harness import join_token, running_server, start_agent, stop_all, wait_for
 from tests.page_session import LAPTOP, add_user, screenshot

@@ -23,8 +23,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from classroom import audit
 from classroom.config import Settings
-from recorder import library
-from recorder.library_api import STORAGE
+from recorder.library import catalogue as library
+from recorder.library.api import STORAGE
 from recorder.storage import (
     ObjectNotFound,
     Storage,

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 
 from classroom.models import AuditEvent
 from signaling.appkeys import DB, TOKENS
-from signaling.tokens import JoinRole
+from signaling.live.tokens import JoinRole
 from tests.test_device_binding import bearer_for, call, registers
 from tests.test_join_token_binding import WS, code, first, join
 

@@ -8,7 +8,7 @@ import jwt
 import pytest
 
 from signaling.errors import ErrorCode
-from signaling.tokens import AUDIENCE, JoinRole, JoinTokens, TokenError
+from signaling.live.tokens import AUDIENCE, JoinRole, JoinTokens, TokenError
 
 SECRET = b"s" * 32
 tokens = JoinTokens(SECRET)

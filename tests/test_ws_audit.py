@@ -12,9 +12,9 @@ from aiohttp.test_utils import TestClient
 
 from classroom.models import AuditEvent
 from signaling.appkeys import DB, TOKENS
-from signaling.join_refusals import ACTION, OVERFLOW, JoinRefusalLog
-from signaling.tokens import JoinRole
-from signaling.ws import JOIN_REFUSALS
+from signaling.live.join_refusals import ACTION, OVERFLOW, JoinRefusalLog
+from signaling.live.tokens import JoinRole
+from signaling.live.ws import JOIN_REFUSALS
 from tests.test_join_token_binding import call, code, join
 
 

@@ -107,7 +107,7 @@ def count_received_bytes(receiver: RTCRtpReceiver, reception: TrackReception) ->
     """Count RTP payload bytes per track, which aiortc's stats do not report.
 
     Wraps the instance's packet handler (the entry point aiortc's transport calls, see
-    signaling/rtp_glue.py) and passes every packet on unchanged.
+    signaling/media/rtp_glue.py) and passes every packet on unchanged.
     """
     original = receiver._handle_rtp_packet
 

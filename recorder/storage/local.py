@@ -9,7 +9,7 @@ When the source is on the library's filesystem (the default: both under data_dir
 file is hard-linked, not copied: no bytes move, and the library's name and the
 finaliser's are one inode, which nothing rewrites in place (finalisation replaces names,
 never contents). The sha256 check then is about that inode's bytes. A producer that has
-just hashed the file it wrote (the remux worker, recorder/remux.py) leaves the digest
+just hashed the file it wrote (the remux worker, recorder/finalise/remux.py) leaves the digest
 on the inode with `hash_and_stamp` (an extended attribute with the file's size and mtime);
 a link whose stamp is current is checked against it without reading the file again, and
 a link without one (or on a filesystem without user xattrs) is hashed. Elsewhere (another

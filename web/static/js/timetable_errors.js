@@ -55,7 +55,7 @@ const PATTERNS = [
   [/^no series \d+$/, 'gone'],
   [/^no term \d+$/, 'gone'],
   [/^no pairing \d+$/, 'gone'],
-  // feeds (classroom/ical.py, signaling/timetable_api.py)
+  // feeds (classroom/ical.py, signaling/rest/timetable.py)
   [/^no classroom \d+$/, 'gone'],
   [/^no teacher account \d+$/, 'gone'],
   [/^a (classroom|teacher) feed names/, 'choose_target'],

@@ -1,0 +1,1 @@
+"""Crash-safe capture of a live lesson as per-track packet logs (the recorder as a sink)."""

@@ -1,0 +1,1 @@
+"""Finalisation: packet logs → per-room files, composite, HLS, thumbnails and chapters."""

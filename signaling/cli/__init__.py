@@ -1,0 +1,1 @@
+"""The `tongbu` command: serve, demo, admin, term and agent sub-commands."""
