@@ -8,6 +8,7 @@ so no caller ever compares a naive datetime with an aware one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -54,10 +55,22 @@ class UserRole(StrEnum):
 
 
 class DomainError(Exception):
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    """`reason` is the refusal's stable name (docs/api.md lists them; pages translate it) and
+    `params` the values its sentence names; `message` says the same in English for logs."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        reason: str | None = None,
+        params: Mapping[str, str | int | float | bool | None] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.reason = reason
+        self.params = dict(params or {})
 
 
 class NotFound(DomainError):

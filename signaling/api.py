@@ -1737,11 +1737,9 @@ async def _audit_refusal(
         logger.exception("could not audit a refusal of %s %s", request.method, request.path)
 
 
-def _error_response(status: int, code: ErrorCode, message: str, field: str | None = None):
+def _error_response(exc: ApiError) -> web.Response:
     return web.Response(
-        body=msgspec.json.encode(ApiError(status, code, message, field=field).body()),
-        status=status,
-        content_type="application/json",
+        body=msgspec.json.encode(exc.body()), status=exc.status, content_type="application/json"
     )
 
 
@@ -1768,20 +1766,23 @@ async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
-        return _error_response(exc.status, exc.code, exc.message, exc.field)
+        return _error_response(exc)
     except DomainError as exc:
         for kind, status, code in _DOMAIN_STATUS:
             if isinstance(exc, kind):
-                return _error_response(status, code, exc.message, exc.field)
+                return _error_response(
+                    ApiError(status, code, exc.message, field=exc.field, reason=exc.reason,
+                             params=exc.params)
+                )
         raise
     except web.HTTPException as exc:
         code = _HTTP_CODES.get(exc.status, ErrorCode.INVALID_BODY)
         if exc.status >= 500:
             code = ErrorCode.INTERNAL
-        return _error_response(exc.status, code, exc.reason)
+        return _error_response(ApiError(exc.status, code, exc.reason))
     except Exception:
         logger.exception("API request %s %s failed", request.method, request.path)
-        return _error_response(500, ErrorCode.INTERNAL, "internal error; it was logged")
+        return _error_response(ApiError(500, ErrorCode.INTERNAL, "internal error; it was logged"))
 
 
 def openapi(version: str = "1.0.0") -> dict[str, Any]:

@@ -7,6 +7,7 @@ fields: a typo in a field name is an error, not a silently ignored option.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -40,9 +41,15 @@ class Response(msgspec.Struct, kw_only=True):
 
 
 class ErrorDetail(Response):
+    """`code` says what kind of refusal (a client may branch on it); `reason` names the rule
+    that refused, stable across releases (pages translate it, with `params` filling in the
+    names, dates and numbers of the sentence); `message` is the same in English for logs."""
+
     code: ErrorCode
     message: str
     field: str | None = None
+    reason: str = ""
+    params: dict[str, str | int | float | bool | None] = msgspec.field(default_factory=dict)
 
 
 class ErrorBody(Response):
@@ -552,13 +559,30 @@ class ApiError(Exception):
     """Raised anywhere below a REST handler; becomes an ErrorBody with this HTTP status."""
 
     def __init__(
-        self, status: int, code: ErrorCode, message: str, *, field: str | None = None
+        self,
+        status: int,
+        code: ErrorCode,
+        message: str,
+        *,
+        field: str | None = None,
+        reason: str | None = None,
+        params: Mapping[str, str | int | float | bool | None] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        self.reason = reason or code.value
+        self.params = dict(params or {})
 
     def body(self) -> ErrorBody:
-        return ErrorBody(error=ErrorDetail(code=self.code, message=self.message, field=self.field))
+        return ErrorBody(
+            error=ErrorDetail(
+                code=self.code,
+                message=self.message,
+                field=self.field,
+                reason=self.reason,
+                params=self.params,
+            )
+        )
