@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from classroom.models import AuditEvent, User
 
+ANONYMOUS = "anonymous"  # the actor of what a caller who is not signed in did
+
 
 async def record(
     db: AsyncSession,

@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from classroom import refusals
 
 
 class SchoolKind(StrEnum):
@@ -71,6 +73,13 @@ class DomainError(Exception):
         self.field = field
         self.reason = reason
         self.params = dict(params or {})
+
+    @classmethod
+    def because(cls, reason: str, *, field: str | None = None, **params: Any) -> Self:
+        """The refusal `reason` of classroom/refusals.py, its message made from `params`:
+        `raise InvalidInput.because("term_too_long", field="end_date", days=366)`."""
+        message, sent = refusals.render(reason, params)
+        return cls(message, field=field, reason=reason, params=sent)
 
 
 class NotFound(DomainError):
@@ -485,10 +494,3 @@ class RecordingRating(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-
-# The timetable's tables (terms, periods, lesson series, calendar feeds) live in their own
-# module on this Base; importing it here puts them in Base.metadata wherever the models are
-# loaded (Alembic, the schema test). At the end, because it imports Base from this module.
-# The statistics' tables (link samples, lesson summaries) likewise: statistics_models.py.
-from classroom import statistics_models as _statistics_models  # noqa: E402, F401
-from classroom import timetable_models as _timetable_models  # noqa: E402, F401

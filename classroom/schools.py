@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from classroom import pairing_rooms
 from classroom.models import (
-    Base,
     Classroom,
     Conflict,
     InvalidInput,
@@ -37,6 +36,7 @@ from classroom.models import (
     School,
     SchoolKind,
 )
+from classroom.schema import METADATA
 
 MAX_RECEIVING = 4  # 1拖4: one main classroom teaches at most four receiving rooms
 # Lessons that still hold their rooms and their pairing: archiving either would strand them.
@@ -261,7 +261,7 @@ async def usage(db: AsyncSession, table: sa.Table, ident: int) -> dict[str, int]
     with it), so a table added later is counted without anyone remembering to list it.
     """
     found: dict[str, set[Any]] = {}
-    for other in Base.metadata.sorted_tables:
+    for other in METADATA.sorted_tables:
         for fk in other.foreign_keys:
             if fk.column.table is not table or (fk.ondelete or "").upper() in (
                 "CASCADE",

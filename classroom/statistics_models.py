@@ -1,7 +1,7 @@
 """The tables of 常态化 statistics: link samples taken during lessons, and lesson summaries.
 
-Declared on the domain's Base (classroom/models.py imports this module at its end, so that
-Alembic and the schema test see one metadata); revision 0006 creates them. Attendance
+Declared on the domain's Base (classroom/schema.py loads this module, so that Alembic and
+the schema test see one metadata); revision 0006 creates them. Attendance
 itself is `room_sessions` (classroom/models.py), written by classroom/attendance.py.
 
 - `link_samples`: every few seconds, per room and direction, what the server measured on

@@ -1,7 +1,7 @@
 """The tables of term timetables: terms, their calendar and periods, lesson series, feeds.
 
-Declared on the domain's Base (classroom/models.py imports this module at its end, so that
-Alembic and the schema test see one metadata); revision 0005 creates them.
+Declared on the domain's Base (classroom/schema.py loads this module, so that Alembic and
+the schema test see one metadata); revision 0005 creates them.
 
 A series never owns its lessons' rows: each occurrence it generates is an ordinary
 `lessons` row (so the live side, the library and statistics need no second notion of a

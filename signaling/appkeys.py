@@ -13,6 +13,7 @@ from signaling.live.state import LiveLessonState
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from recorder.storage import Storage
     from signaling.live.tokens import JoinTokens
 
 
@@ -32,3 +33,4 @@ SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", async_sessionmaker)
 TOKENS: web.AppKey[JoinTokens] = web.AppKey("tokens")
 LIVE = web.AppKey("live", LiveLessons)
+STORAGE: web.AppKey[Storage] = web.AppKey("library_storage")  # one per app: built in app.py

@@ -39,8 +39,7 @@ from classroom.models import User
 from classroom.sessions import COOKIE_NAME
 from classroom.users import create_user, issue_token
 from recorder.library import catalogue as library
-from recorder.library.api import STORAGE
-from signaling.appkeys import DB
+from signaling.appkeys import DB, STORAGE
 from signaling.rest.auth import CSRF_HEADER, SAFE_METHODS
 
 API = "/api/v1"

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 from classroom import audit
 from classroom.models import UserRole
 from classroom.users import MAX_FAILED_LOGINS, create_user
-from signaling.api import ROUTES
+from signaling.app import ROUTES
 from signaling.appkeys import DB
 from signaling.rest.openapi import API_PREFIX
 

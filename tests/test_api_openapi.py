@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
-from signaling.api import ROUTES
+from signaling.app import ROUTES
 from signaling.rest.openapi import API_PREFIX
 
 

@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient
 from classroom import sessions
 from classroom.models import AuditEvent, User
 from classroom.sessions import COOKIE_NAME
-from signaling.api import ROUTES
+from signaling.app import ROUTES
 from signaling.appkeys import DB
 from signaling.rest.auth import CSRF_HEADER, SAFE_METHODS
 from tests.permission_matrix import ACTOR_NAMES, API, ROWS, Row, World, build_world, send

@@ -7,7 +7,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 from classroom.db import create_engine, migrate
-from classroom.models import Base
+from classroom.schema import METADATA
 
 
 async def test_migrations_match_the_models(empty_database_url: str) -> None:
@@ -18,7 +18,7 @@ async def test_migrations_match_the_models(empty_database_url: str) -> None:
         async with engine.connect() as conn:
             diff = await conn.run_sync(
                 lambda sync: compare_metadata(
-                    MigrationContext.configure(sync, opts={"compare_type": True}), Base.metadata
+                    MigrationContext.configure(sync, opts={"compare_type": True}), METADATA
                 )
             )
             version = await conn.scalar(text("SELECT version_num FROM alembic_version"))

@@ -22,9 +22,8 @@ from aiohttp.test_utils import TestClient
 from classroom import audit
 from classroom.models import Recording, RecordingFile, UserRole
 from recorder.library import catalogue as library
-from recorder.library.api import STORAGE
 from recorder.storage.local import LocalStorage
-from signaling.appkeys import DB
+from signaling.appkeys import DB, STORAGE
 
 API = "/api/v1"
 

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 
 from classroom.models import AuditEvent
 from classroom.users import create_user, issue_token
-from signaling.api import ROUTES
+from signaling.app import ROUTES
 from signaling.appkeys import DB
 from tests.permission_matrix import (
     ACTOR_NAMES,

@@ -26,8 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from recorder.library import catalogue as library
-from recorder.library.api import STORAGE
-from signaling.appkeys import DB
+from signaling.appkeys import DB, STORAGE
 from tests.browser import artifact_path, chromium_available, launch_chromium
 from tests.live_harness import Api, running_server
 from tests.test_replay_browser import (

@@ -24,7 +24,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from classroom import audit
 from classroom.config import Settings
 from recorder.library import catalogue as library
-from recorder.library.api import STORAGE
 from recorder.storage import (
     ObjectNotFound,
     Storage,
@@ -35,7 +34,7 @@ from recorder.storage import (
 from recorder.storage.local import LocalStorage
 from recorder.storage.s3 import S3Storage, s3_origin
 from signaling.app import create_app
-from signaling.appkeys import DB
+from signaling.appkeys import DB, STORAGE
 
 BUCKET = "tongbu-library"
 ACCESS = {"s3_access_key_id": "testing", "s3_secret_access_key": "testing"}

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from alembic import context
 
-from classroom.models import Base
+from classroom.schema import METADATA
 
-target_metadata = Base.metadata
+target_metadata = METADATA
 
 connection = context.config.attributes.get("connection")
 if connection is None:

@@ -43,10 +43,10 @@ from classroom.models import Lesson, LessonState, Recording, RecordingState, Roo
 from recorder.broadcast.hls_live import PLAYLIST_NAME, SEGMENT_PATTERN
 from recorder.broadcast.live import BROADCASTS, Access, Broadcasts, is_public, live_path
 from recorder.library.catalogue import can_view
-from signaling.api_schemas import ApiError
 from signaling.appkeys import DB
 from signaling.errors import ErrorCode
 from signaling.rest.auth import Credential, can_read_lesson, current_credential, optional_user
+from signaling.rest.schemas import ApiError
 
 logger = logging.getLogger(__name__)
 

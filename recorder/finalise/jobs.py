@@ -294,13 +294,11 @@ def setup_finalisation(app: web.Application, *, composite: bool = True,
 
     Call after `setup_recorder(app)` (it registers on its FINALISERS)."""
     from recorder.capture.setup import FINALISERS, RECORDERS
-    from recorder.storage import storage_from_settings
-    from signaling.appkeys import DB, SETTINGS
+    from signaling.appkeys import DB, SETTINGS, STORAGE
 
     settings = app[SETTINGS]
     data_dir = Path(settings.data_dir)
-    queue = FinalisationQueue(LibraryLink(app[DB], storage_from_settings(settings)),
-                              composite=composite)
+    queue = FinalisationQueue(LibraryLink(app[DB], app[STORAGE]), composite=composite)
     app[FINALISATION] = queue
 
     async def finaliser(lesson_id: int, capture_dir: Path) -> None:

@@ -1,4 +1,4 @@
-"""REST handlers of the resource library (/api/v1/library); the routes are in signaling/api.py.
+"""The resource library's REST routes (/api/v1/library): handlers, and their ROUTES.
 
 Every playback or download of a file is checked against the caller's rights and written to
 the audit log (who or "anonymous", what, when, from where) before a byte is sent, as are
@@ -13,7 +13,7 @@ valid PRESIGNED_TTL_S, so the store serves the bytes (and the Range requests) it
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import msgspec
@@ -28,32 +28,38 @@ from classroom.models import (
     RecordingFileRole,
     RecordingRating,
     Rubric,
+    UserRole,
 )
 from recorder.library import catalogue as library
-from recorder.storage import ObjectNotFound, Storage, storage_from_settings
-from signaling import api_schemas as s
-from signaling.api_schemas import ApiError
-from signaling.appkeys import SETTINGS
+from recorder.library.schemas import (
+    CommentIn,
+    CommentList,
+    CommentOut,
+    CriterionOut,
+    ExportQuery,
+    FileQuery,
+    LibraryFacets,
+    LibraryPage,
+    LibraryQuery,
+    RatingIn,
+    RatingOut,
+    RatingSummary,
+    RecordingDeleted,
+    RecordingDetail,
+    RecordingFileOut,
+    RecordingOut,
+    RecordingRoom,
+    RubricOut,
+    SchoolRef,
+)
+from recorder.storage import ObjectNotFound, Storage
+from signaling.appkeys import STORAGE
 from signaling.errors import ErrorCode
+from signaling.rest.kit import Call
+from signaling.rest.openapi import ANY_USER, Route
+from signaling.rest.schemas import ApiError
 
-if TYPE_CHECKING:
-    from signaling.api import Call
-
-STORAGE: web.AppKey[Storage] = web.AppKey("library_storage")
 PRESIGNED_TTL_S = 300
-ANONYMOUS = "anonymous"
-
-
-def setup_library(app: web.Application) -> None:
-    """The library's storage backend, from the app's settings, closed with the app."""
-    if STORAGE not in app and SETTINGS in app:
-        app[STORAGE] = storage_from_settings(app[SETTINGS])
-
-    async def close_storage(app: web.Application) -> None:
-        if STORAGE in app:
-            await app[STORAGE].close()
-
-    app.on_cleanup.append(close_storage)
 
 
 def _storage(call: Call) -> Storage:
@@ -80,7 +86,7 @@ def _recording_fields(rec: Recording) -> dict[str, Any]:
         "main_school_id": rec.main_school_id,
         "main_school": rec.main_school,
         "receiving_schools": [
-            s.SchoolRef(id=x["id"], name=x["name"]) for x in rec.receiving_schools
+            SchoolRef(id=x["id"], name=x["name"]) for x in rec.receiving_schools
         ],
         "started_at": rec.started_at,
         "duration_s": rec.duration_s,
@@ -91,12 +97,12 @@ def _recording_fields(rec: Recording) -> dict[str, Any]:
     }
 
 
-def _recording_out(rec: Recording) -> s.RecordingOut:
-    return s.RecordingOut(**_recording_fields(rec))
+def _recording_out(rec: Recording) -> RecordingOut:
+    return RecordingOut(**_recording_fields(rec))
 
 
-def _file_out(rec: Recording, f: RecordingFile) -> s.RecordingFileOut:
-    return s.RecordingFileOut(
+def _file_out(rec: Recording, f: RecordingFile) -> RecordingFileOut:
+    return RecordingFileOut(
         id=f.id,
         role=f.role,  # type: ignore[arg-type]
         classroom_id=f.classroom_id,
@@ -109,8 +115,8 @@ def _file_out(rec: Recording, f: RecordingFile) -> s.RecordingFileOut:
     )
 
 
-def _comment_out(c: RecordingComment) -> s.CommentOut:
-    return s.CommentOut(
+def _comment_out(c: RecordingComment) -> CommentOut:
+    return CommentOut(
         id=c.id,
         user_id=c.user_id,
         author_name=c.author_name,
@@ -120,8 +126,8 @@ def _comment_out(c: RecordingComment) -> s.CommentOut:
     )
 
 
-def _rating_out(r: RecordingRating) -> s.RatingOut:
-    return s.RatingOut(
+def _rating_out(r: RecordingRating) -> RatingOut:
+    return RatingOut(
         id=r.id,
         user_id=r.user_id,
         author_name=r.author_name,
@@ -133,11 +139,11 @@ def _rating_out(r: RecordingRating) -> s.RatingOut:
     )
 
 
-def _rubric_out(rubric: Rubric) -> s.RubricOut:
-    return s.RubricOut(
+def _rubric_out(rubric: Rubric) -> RubricOut:
+    return RubricOut(
         id=rubric.id,
         name=rubric.name,
-        criteria=[s.CriterionOut(**c) for c in rubric.criteria],
+        criteria=[CriterionOut(**c) for c in rubric.criteria],
     )
 
 
@@ -157,7 +163,7 @@ async def _visible(call: Call, db: Any, action: str) -> Recording:
 async def _deny(call: Call, db: Any, rec: Recording, action: str) -> None:
     await audit.record(
         db,
-        call.user or ANONYMOUS,
+        call.user or audit.ANONYMOUS,
         "recording.denied",
         f"recording:{rec.id}",
         {"action": action},
@@ -171,11 +177,11 @@ async def _deny(call: Call, db: Any, rec: Recording, action: str) -> None:
 # ------------------------------------------------------------------- handlers
 
 
-async def search_library(call: Call) -> s.LibraryPage:
+async def search_library(call: Call) -> LibraryPage:
     """Search the library. Anonymous callers see published 名校网络课堂 entries only;
     signed-in users also published ones; teachers and school admins their schools' lessons;
     reviewers and admins everything."""
-    q: s.LibraryQuery = call.query
+    q: LibraryQuery = call.query
     search = library.LibrarySearch(
         q=q.q,
         subject=q.subject,
@@ -194,26 +200,26 @@ async def search_library(call: Call) -> s.LibraryPage:
     )
     async with call.db() as db:
         rows, total = await library.search_recordings(db, search, call.user)
-        return s.LibraryPage(
+        return LibraryPage(
             items=[_recording_out(r) for r in rows], total=total, limit=q.limit, offset=q.offset
         )
 
 
-async def library_facets(call: Call) -> s.LibraryFacets:
+async def library_facets(call: Call) -> LibraryFacets:
     """The filter choices (subjects, grades, teachers, terms, schools) among the entries
     the caller may see: the same scope as search, so nothing private leaks into a list."""
     async with call.db() as db:
         facets = await library.library_facets(db, call.user)
-    return s.LibraryFacets(
+    return LibraryFacets(
         subjects=facets.subjects,
         grades=facets.grades,
         teachers=facets.teachers,
         terms=facets.terms,
-        schools=[s.SchoolRef(id=i, name=name) for i, name in facets.schools],
+        schools=[SchoolRef(id=i, name=name) for i, name in facets.schools],
     )
 
 
-async def get_recording(call: Call) -> s.RecordingDetail:
+async def get_recording(call: Call) -> RecordingDetail:
     """An entry with its files; comments and the rating summary for those who may read them."""
     async with call.db() as db:
         rec = await _visible(call, db, "view")
@@ -223,12 +229,12 @@ async def get_recording(call: Call) -> s.RecordingDetail:
             comments = [_comment_out(c) for c in await library.list_comments(db, rec.id)]
             rubric = await library.rubric_for(db, rec)
             ratings = await library.list_ratings(db, rec.id)
-            summary = msgspec.convert(library.rating_summary(rubric, ratings), s.RatingSummary)
+            summary = msgspec.convert(library.rating_summary(rubric, ratings), RatingSummary)
             own = [r for r in ratings if call.user is not None and r.user_id == call.user.id]
             mine = _rating_out(own[0]) if own else None
         roster = await load_roster(db, rec.lesson_id)
         rooms = [
-            s.RecordingRoom(
+            RecordingRoom(
                 classroom_id=r.classroom_id,
                 name=r.name,
                 school_name=r.school_name,
@@ -237,7 +243,7 @@ async def get_recording(call: Call) -> s.RecordingDetail:
             )  # type: ignore[arg-type]
             for r in (roster.rooms if roster is not None else ())
         ]
-        return s.RecordingDetail(
+        return RecordingDetail(
             **_recording_fields(rec),
             files=[_file_out(rec, f) for f in rec.files],
             rooms=rooms,
@@ -250,7 +256,7 @@ async def get_recording(call: Call) -> s.RecordingDetail:
         )
 
 
-async def _set_published(call: Call, published: bool) -> s.RecordingOut:
+async def _set_published(call: Call, published: bool) -> RecordingOut:
     async with call.db() as db:
         rec = await library.set_published(db, call.id(), published)
         await audit.record(
@@ -264,16 +270,16 @@ async def _set_published(call: Call, published: bool) -> s.RecordingOut:
         return _recording_out(rec)
 
 
-async def publish_recording(call: Call) -> s.RecordingOut:
+async def publish_recording(call: Call) -> RecordingOut:
     """Publish: visible to every signed-in user, and to anyone if it is a 名校网络课堂."""
     return await _set_published(call, True)
 
 
-async def unpublish_recording(call: Call) -> s.RecordingOut:
+async def unpublish_recording(call: Call) -> RecordingOut:
     return await _set_published(call, False)
 
 
-async def delete_recording(call: Call) -> s.RecordingDeleted:
+async def delete_recording(call: Call) -> RecordingDeleted:
     """Delete an entry: every stored object, its files, comments and ratings. Audited."""
     async with call.db() as db:
         rec = await library.get_recording(db, call.id())
@@ -289,24 +295,24 @@ async def delete_recording(call: Call) -> s.RecordingDeleted:
             {**detail, "objects_removed": removed},
             call.remote,
         )
-    return s.RecordingDeleted(id=call.id(), objects_removed=removed)
+    return RecordingDeleted(id=call.id(), objects_removed=removed)
 
 
-async def list_comments(call: Call) -> s.CommentList:
+async def list_comments(call: Call) -> CommentList:
     """Timed comments in lesson order."""
     async with call.db() as db:
         rec = await _visible(call, db, "comments")
         if not library.can_read_reviews(call.user, rec):
             raise ApiError(403, ErrorCode.FORBIDDEN, "comments are for reviewers and staff")
-        return s.CommentList(
+        return CommentList(
             items=[_comment_out(c) for c in await library.list_comments(db, rec.id)]
         )
 
 
-async def add_comment(call: Call) -> s.CommentOut:
+async def add_comment(call: Call) -> CommentOut:
     """Comment at a moment (t_s seconds, within the recording). Reviewers, admins, and
     teachers of the schools that held the lesson."""
-    body: s.CommentIn = call.body
+    body: CommentIn = call.body
     async with call.db() as db:
         rec = await _visible(call, db, "comment")
         if not library.can_comment(call.user, rec):
@@ -315,16 +321,16 @@ async def add_comment(call: Call) -> s.CommentOut:
         return _comment_out(comment)
 
 
-async def get_rubric(call: Call) -> s.RubricOut:
+async def get_rubric(call: Call) -> RubricOut:
     """The rubric (评课量表) this entry is rated on."""
     async with call.db() as db:
         rec = await _visible(call, db, "rubric")
         return _rubric_out(await library.rubric_for(db, rec))
 
 
-async def rate_recording(call: Call) -> s.RatingOut:
+async def rate_recording(call: Call) -> RatingOut:
     """Create or replace the caller's rating: a score for every criterion."""
-    body: s.RatingIn = call.body
+    body: RatingIn = call.body
     async with call.db() as db:
         rec = await _visible(call, db, "rate")
         if not library.can_rate(call.user, rec):
@@ -335,7 +341,7 @@ async def rate_recording(call: Call) -> s.RatingOut:
 
 async def export_reviews(call: Call) -> web.Response:
     """Comments and ratings as CSV (UTF-8 with BOM, opens in Excel) or JSON."""
-    q: s.ExportQuery = call.query
+    q: ExportQuery = call.query
     async with call.db() as db:
         rec = await _visible(call, db, "export")
         if not library.can_read_reviews(call.user, rec):
@@ -442,7 +448,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 async def play_file(call: Call) -> web.StreamResponse:
     """Play or download one file of an entry: checked, audited, then streamed with Range
     support (local storage) or redirected to a presigned URL (object storage)."""
-    q: s.FileQuery = call.query
+    q: FileQuery = call.query
     action = "recording.download" if q.download else "recording.play"
     storage = _storage(call)
     file_id = call.id("file_id")
@@ -465,7 +471,7 @@ async def play_file(call: Call) -> web.StreamResponse:
                     404, ErrorCode.STORAGE_MISSING, f"file {f.id} is missing from storage"
                 ) from None
             await audit.record(
-                db, call.user or ANONYMOUS, action, f"recording:{rec.id}", detail, call.remote
+                db, call.user or audit.ANONYMOUS, action, f"recording:{rec.id}", detail, call.remote
             )
             return web.Response(
                 body=body, content_type=f.mime.split(";")[0], headers={"Cache-Control": "no-cache"}
@@ -477,7 +483,7 @@ async def play_file(call: Call) -> web.StreamResponse:
             url = await storage.presigned_url(f.key, PRESIGNED_TTL_S, mime=f.mime)
         if url is not None:
             await audit.record(
-                db, call.user or ANONYMOUS, action, f"recording:{rec.id}", detail, call.remote
+                db, call.user or audit.ANONYMOUS, action, f"recording:{rec.id}", detail, call.remote
             )
             return web.Response(status=302, headers={"Location": url, "Cache-Control": "no-store"})
         try:
@@ -500,7 +506,7 @@ async def play_file(call: Call) -> web.StreamResponse:
             )
         detail["range"] = header
         await audit.record(
-            db, call.user or ANONYMOUS, action, f"recording:{rec.id}", detail, call.remote
+            db, call.user or audit.ANONYMOUS, action, f"recording:{rec.id}", detail, call.remote
         )
     start, end = window if window is not None else (0, size)
     response = web.StreamResponse(status=206 if window is not None else 200)
@@ -522,3 +528,123 @@ async def play_file(call: Call) -> web.StreamResponse:
     except ConnectionResetError:
         pass  # the player seeked elsewhere and closed this request: normal, not an error
     return response
+
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "GET",
+        "/library",
+        search_library,
+        "Search the library",
+        "library",
+        public=True,
+        optional_auth=True,
+        query=LibraryQuery,
+        response=LibraryPage,
+    ),
+    Route(
+        "GET",
+        "/library/facets",
+        library_facets,
+        "Filter choices of the library",
+        "library",
+        public=True,
+        optional_auth=True,
+        response=LibraryFacets,
+    ),
+    Route(
+        "GET",
+        "/library/{id}",
+        get_recording,
+        "Get a library entry",
+        "library",
+        public=True,
+        optional_auth=True,
+        response=RecordingDetail,
+    ),
+    Route(
+        "POST",
+        "/library/{id}/publish",
+        publish_recording,
+        "Publish a library entry",
+        "library",
+        response=RecordingOut,
+    ),
+    Route(
+        "POST",
+        "/library/{id}/unpublish",
+        unpublish_recording,
+        "Unpublish a library entry",
+        "library",
+        response=RecordingOut,
+    ),
+    Route(
+        "DELETE",
+        "/library/{id}",
+        delete_recording,
+        "Delete a recording and every stored object",
+        "library",
+        response=RecordingDeleted,
+    ),
+    Route(
+        "GET",
+        "/library/{id}/comments",
+        list_comments,
+        "List timed comments",
+        "library",
+        roles=ANY_USER,
+        response=CommentList,
+    ),
+    Route(
+        "POST",
+        "/library/{id}/comments",
+        add_comment,
+        "Comment at a moment of the lesson",
+        "library",
+        roles=(UserRole.REVIEWER, UserRole.TEACHER),
+        body=CommentIn,
+        response=CommentOut,
+        status=201,
+    ),
+    Route(
+        "GET",
+        "/library/{id}/rubric",
+        get_rubric,
+        "The rubric (评课量表) of an entry",
+        "library",
+        roles=ANY_USER,
+        response=RubricOut,
+    ),
+    Route(
+        "PUT",
+        "/library/{id}/ratings/mine",
+        rate_recording,
+        "Rate an entry on its rubric",
+        "library",
+        roles=(UserRole.REVIEWER,),
+        body=RatingIn,
+        response=RatingOut,
+    ),
+    Route(
+        "GET",
+        "/library/{id}/export",
+        export_reviews,
+        "Export comments and ratings",
+        "library",
+        roles=ANY_USER,
+        query=ExportQuery,
+        media="text/csv",
+    ),
+    Route(
+        "GET",
+        "/library/{id}/files/{file_id}",
+        play_file,
+        "Play or download a recording file",
+        "library",
+        public=True,
+        optional_auth=True,
+        query=FileQuery,
+        media="application/octet-stream",
+        errors=(206, 302, 416),
+    ),
+)

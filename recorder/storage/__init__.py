@@ -17,11 +17,7 @@ import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
-from urllib.parse import parse_qs, unquote, urlsplit
-
-if TYPE_CHECKING:
-    from classroom.config import Settings
+from typing import Protocol, runtime_checkable
 
 __all__ = [
     "ObjectNotFound",
@@ -31,7 +27,6 @@ __all__ = [
     "StoredObject",
     "check_key",
     "file_sha256",
-    "storage_from_settings",
 ]
 
 CHUNK = 1024 * 1024
@@ -110,33 +105,3 @@ def file_sha256(path: Path) -> str:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def storage_from_settings(settings: Settings) -> Storage:
-    """The backend `settings.storage_url` names; a folder under data_dir by default."""
-    url = settings.storage_url
-    if not url or url == "local":
-        from recorder.storage.local import LocalStorage
-
-        return LocalStorage(settings.data_dir / "library")
-    parts = urlsplit(url)
-    if parts.scheme == "file":
-        from recorder.storage.local import LocalStorage
-
-        return LocalStorage(Path(unquote(parts.path)))
-    if parts.scheme == "s3":
-        from recorder.storage.s3 import S3Storage
-
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        if not parts.netloc:
-            raise ValueError("an s3 storage URL names its bucket: s3://bucket?endpoint=...")
-        return S3Storage(
-            bucket=parts.netloc,
-            endpoint_url=query.get("endpoint"),
-            region=query.get("region", "us-east-1"),
-            prefix=query.get("prefix", ""),
-            access_key_id=settings.s3_access_key_id,
-            secret_access_key=settings.s3_secret_access_key,
-            addressing_style=query.get("addressing", "path"),
-        )
-    raise ValueError(f"unknown storage URL scheme {parts.scheme!r} (local, file or s3)")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from signaling.cli.main import add_settings_arguments, settings_from_args
+from signaling.cli.settings import add_settings_arguments, settings_from_args
 
 
 def add_term_parser(subparsers: argparse._SubParsersAction) -> None:

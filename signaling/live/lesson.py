@@ -16,10 +16,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from classroom.lessons import LessonRoster
 from signaling import protocol
+from signaling.errors import ErrorCode
 from signaling.live.state import (
     ForwardingCounters,
     LinkQuality,
@@ -27,11 +28,9 @@ from signaling.live.state import (
     RoomState,
     TrackState,
 )
+from signaling.live.tokens import JoinClaims
 from signaling.media.publication import Publication
 from signaling.media.subscription import SubscriberLeg
-
-if TYPE_CHECKING:
-    from signaling.live.session import SignalingSession
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +44,35 @@ class RoomPresenceState:
     joins: int = 0
     hand_raised: bool = False
     muted: dict[str, bool] = field(default_factory=lambda: {"audio": False, "video": False})
+
+
+class Participant(Protocol):
+    """What a lesson asks of one connected room or watcher (signaling/live/session.py's
+    SignalingSession is the one implementation); the lesson and the registry see only this,
+    so the session may build on them without them knowing it."""
+
+    id: str
+    classroom_id: int | None
+    role: str | None
+    claims: JoinClaims | None
+    selection: set[str] | None
+    end_reason: str
+
+    async def apply_sources(self, desired: list[Publication]) -> None: ...
+
+    def legs(self) -> list[SubscriberLeg]: ...
+
+    def subscribed_track_ids(self) -> list[str]: ...
+
+    def link_quality(self) -> tuple[LinkQuality, LinkQuality]: ...
+
+    async def send(self, message: protocol._Message) -> None: ...
+
+    async def send_error(
+        self, code: ErrorCode, message: str, ref: str | None = None, *, fatal: bool = False
+    ) -> None: ...
+
+    async def close(self, *, reason: str, code: int = 1000) -> None: ...
 
 
 PublicationObserver = Callable[[Publication], None]
@@ -74,8 +102,8 @@ class LiveLesson:
         self.lesson_id = roster.lesson_id
         self.state = str(roster.state)
         self.main_id = next(r.classroom_id for r in roster.rooms if r.role == "main")
-        self.rooms: dict[int, SignalingSession] = {}
-        self.watchers: set[SignalingSession] = set()
+        self.rooms: dict[int, Participant] = {}
+        self.watchers: set[Participant] = set()
         self.presence: dict[int, RoomPresenceState] = {
             r.classroom_id: RoomPresenceState() for r in roster.rooms
         }
@@ -109,7 +137,7 @@ class LiveLesson:
     def role_of(self, classroom_id: int) -> str | None:
         return next((r.role for r in self.roster.rooms if r.classroom_id == classroom_id), None)
 
-    def allowed_for(self, session: SignalingSession) -> list[Publication]:
+    def allowed_for(self, session: Participant) -> list[Publication]:
         """Every publication this session may receive under the lesson's policy."""
         result = []
         for publication in self.publications.values():
@@ -123,7 +151,7 @@ class LiveLesson:
             result.append(publication)
         return result
 
-    def desired_for(self, session: SignalingSession) -> list[Publication]:
+    def desired_for(self, session: Participant) -> list[Publication]:
         selection = session.selection
         allowed = self.allowed_for(session)
         return [p for p in allowed if selection is None or p.track_id in selection]
@@ -135,7 +163,7 @@ class LiveLesson:
         if publication is not None:
             publication.set_muted(muted)
 
-    def sessions(self) -> list[SignalingSession]:
+    def sessions(self) -> list[Participant]:
         return [*self.rooms.values(), *self.watchers]
 
     # ------------------------------------------------------------- the bell
@@ -247,7 +275,7 @@ class LiveLesson:
             planned_start=self.roster.planned_start.isoformat(),
         )
 
-    def tracks_message(self, session: SignalingSession) -> protocol.Tracks:
+    def tracks_message(self, session: Participant) -> protocol.Tracks:
         tracks = []
         for publication in self.allowed_for(session):
             codec = publication.codec

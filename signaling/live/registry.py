@@ -9,16 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from classroom.lessons import LessonRoster
 from signaling import protocol
 from signaling.errors import ErrorCode
-from signaling.live.lesson import LiveLesson, now_utc
+from signaling.live.lesson import LiveLesson, Participant, now_utc
 from signaling.live.state import LiveLessonState
-
-if TYPE_CHECKING:
-    from signaling.live.session import SignalingSession
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +32,7 @@ class LiveLessonRegistry:
         # Lessons a person started by hand before their bell and before any room joined.
         self._started_by_hand: set[int] = set()
 
-    async def attach(self, roster: LessonRoster, session: SignalingSession) -> LiveLesson:
+    async def attach(self, roster: LessonRoster, session: Participant) -> LiveLesson:
         """Add a session to its lesson; the same classroom joining again replaces the old."""
         async with self._lock:
             lesson = self.lessons.get(roster.lesson_id)
@@ -71,7 +67,7 @@ class LiveLessonRegistry:
                     reconnect=presence.reconnects > 0)
         return lesson
 
-    async def detach(self, lesson: LiveLesson, session: SignalingSession) -> None:
+    async def detach(self, lesson: LiveLesson, session: Participant) -> None:
         if session.classroom_id is None:
             lesson.watchers.discard(session)
         elif lesson.rooms.get(session.classroom_id) is session:

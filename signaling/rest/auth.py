@@ -33,9 +33,9 @@ from aiohttp import web
 from classroom.models import Lesson, RoomRole, User, UserRole, WebSession
 from classroom.sessions import COOKIE_NAME, csrf_matches, resolve_session
 from classroom.users import resolve_token
-from signaling.api_schemas import ApiError
 from signaling.appkeys import DB
 from signaling.errors import ErrorCode
+from signaling.rest.schemas import ApiError
 
 MAX_TOKEN_LENGTH = 200
 CSRF_HEADER = "X-CSRF-Token"

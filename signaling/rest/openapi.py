@@ -1,8 +1,9 @@
 """The route table's shape, and the OpenAPI 3.1 document generated from it.
 
-signaling/api.py declares each endpoint once as a Route; the same Route registers the
-aiohttp handler and describes the operation here, with request and response schemas
-taken from the msgspec structs that validate and encode them. Nothing is written twice.
+Each resource module of signaling/rest/ declares each endpoint once as a Route; the same
+Route registers the aiohttp handler and describes the operation here, with request and
+response schemas taken from the msgspec structs that validate and encode them. Nothing is
+written twice.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 import msgspec
 
 from classroom.models import UserRole
-from signaling.api_schemas import ErrorBody
 from signaling.errors import DESCRIPTIONS
+from signaling.rest.schemas import ErrorBody
 
 API_PREFIX = "/api/v1"
 REF = "#/components/schemas/{name}"

@@ -1,15 +1,14 @@
 """REST handlers of the schedule as it runs: what the scheduler will do next (admins), and
 a classroom box's own lessons (devices), so an agent in `--auto` mode joins on its own.
 
-Hooked into signaling/api.py's ROUTES table as `*schedule_api.ROUTES`; the structs here
-are the API's schemas like those in api_schemas.py (the OpenAPI document takes them from
-the routes).
+signaling/app.py adds ROUTES to the server's table; the OpenAPI document takes the
+structs here from the routes.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import sqlalchemy as sa
@@ -24,7 +23,12 @@ from classroom.models import (
     UserRole,
     utcnow,
 )
-from signaling.api_schemas import (
+from signaling.appkeys import SETTINGS
+from signaling.errors import ErrorCode
+from signaling.rest.auth import forbidden, is_admin, require_bound_device
+from signaling.rest.kit import Call
+from signaling.rest.openapi import Route
+from signaling.rest.schemas import (
     ApiError,
     AwareDatetime,
     Id,
@@ -33,14 +37,7 @@ from signaling.api_schemas import (
     Request,
     Response,
 )
-from signaling.appkeys import SETTINGS
-from signaling.errors import ErrorCode
-from signaling.rest.auth import forbidden, is_admin, require_bound_device
-from signaling.rest.openapi import Route
 from signaling.services.scheduler import ACTOR, SCHEDULER
-
-if TYPE_CHECKING:
-    from signaling.api import Call
 
 MAX_WINDOW = timedelta(days=31)
 DEFAULT_WINDOW = timedelta(days=7)

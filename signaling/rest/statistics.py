@@ -13,7 +13,7 @@
 Scope: an admin sees everything; a school admin the lessons with a room of their school
 (all rooms of those lessons: a city school sees how its partner rooms attended); a teacher
 the lessons whose teacher account they are. Naming another school in `school_id` is 403.
-Hooked into signaling/api.py's ROUTES as `*statistics_api.ROUTES`.
+signaling/app.py adds ROUTES to the server's table.
 """
 
 from __future__ import annotations
@@ -52,15 +52,15 @@ from classroom.models import (
     utcnow,
 )
 from classroom.statistics_models import LessonStats
-from signaling.api_schemas import ApiError, AwareDatetime, Id, LessonStateName, Request, Response
 from signaling.errors import ErrorCode
 from signaling.rest.auth import forbidden, is_admin, lesson_school_ids
+from signaling.rest.kit import Call
 from signaling.rest.openapi import Route
+from signaling.rest.schemas import ApiError, AwareDatetime, Id, LessonStateName, Request, Response
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from signaling.api import Call
 
 ZONE = "Asia/Shanghai"  # weeks and file-name dates; the bureau's zone
 GroupingName = Literal["week", "term", "school", "pairing", "teacher", "classroom"]

@@ -1,7 +1,7 @@
 """REST handlers and routes of term timetables: terms, lesson series, one-occurrence
 changes, CSV import, double-booking checks and iCalendar feeds.
 
-signaling/api.py appends ROUTES to its table, so setup, validation, errors and the OpenAPI
+signaling/app.py adds ROUTES to the server's table, so setup, validation, errors and the OpenAPI
 document are the same machinery as every other endpoint. Scope follows the registers:
 terms are the education bureau's (admins write them, school accounts read them); a series
 is scheduled by an admin or by the school admin of its pairing's main classroom, and read
@@ -23,17 +23,17 @@ from classroom.models import Classroom, Lesson, Pairing, PairingMember, User, Us
 from classroom.terms import Holiday, MakeupDay, Period, TermCalendar, TermSpec
 from classroom.timetable import SeriesSpec, SyncReport
 from classroom.timetable_models import CalendarFeed, FeedKind, LessonSeries, SeriesOccurrence, Term
-from signaling.api_schemas import ApiError
 from signaling.appkeys import SETTINGS
 from signaling.errors import ErrorCode
 from signaling.rest import timetable_schemas as t
 from signaling.rest.auth import can_schedule, forbidden, is_admin, require_school
+from signaling.rest.kit import Call
 from signaling.rest.openapi import Route
+from signaling.rest.schemas import ApiError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from signaling.api import Call
 
 _STAFF = (UserRole.SCHOOL_ADMIN, UserRole.TEACHER)
 _SCHOOL = (*_STAFF, UserRole.DEVICE)

@@ -1,6 +1,6 @@
 """Request and response bodies of the timetable API (signaling/rest/timetable.py).
 
-Same rules as signaling/api_schemas.py: msgspec structs validate, encode, and describe the
+Same rules as signaling/rest/schemas.py: msgspec structs validate, encode, and describe the
 endpoints in the OpenAPI document. Local times of day are "HH:MM" strings in the term's
 zone; dates are ISO "YYYY-MM-DD"; instants are RFC 3339 with their offset.
 """
@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from signaling.api_schemas import Id, LessonKindName, LessonStateName, Request, Response, Short
+from signaling.rest.schemas import Id, LessonKindName, LessonStateName, Request, Response, Short
 
 LocalTime = Annotated[str, Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["09:55"])]
 Weekday = Annotated[int, Meta(ge=1, le=7, description="ISO weekday: 1 = Monday .. 7 = Sunday")]
