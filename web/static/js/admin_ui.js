@@ -1,0 +1,119 @@
+// Shared helpers of the admin page (/admin): the message catalogue, Beijing-time formatting,
+// elements and the status line. Every section module (admin_schools.js, _classrooms,
+// _pairings, _lessons, _live) and the error sentences (admin_errors.js) use these.
+
+export const MAX_RECEIVING = 4;
+// Lesson times are entered and shown in Beijing time. Asia/Shanghai has been UTC+8 all
+// year since 1991, so a form value converts with a fixed offset.
+export const ZONE = 'Asia/Shanghai';
+export const ZONE_OFFSET = '+08:00';
+
+export const lang = new URLSearchParams(window.location.search).get('lang') === 'en' ? 'en' : 'zh-CN';
+export const $ = (id) => document.getElementById(id);
+
+export let messages = {};
+
+// ------------------------------------------------------------------ i18n
+
+export function t(key, vars = {}) {
+  const text = messages[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ''));
+}
+
+export async function loadMessages() {
+  const response = await fetch(`/static/i18n/${lang}.json`);
+  messages = await response.json();
+  document.documentElement.lang = lang;
+  document.title = t('admin.page_title');
+  for (const node of document.querySelectorAll('[data-i18n]')) node.textContent = t(node.dataset.i18n);
+  for (const node of document.querySelectorAll('[data-i18n-aria-label]')) {
+    node.setAttribute('aria-label', t(node.dataset.i18nAriaLabel));
+  }
+  updateLangSwitch();
+}
+
+export function updateLangSwitch() {
+  const params = new URLSearchParams(window.location.search);
+  if (lang === 'en') params.delete('lang');
+  else params.set('lang', 'en');
+  const query = params.toString();
+  const swap = $('lang-switch');
+  swap.textContent = lang === 'en' ? '中文' : 'English';
+  swap.lang = lang === 'en' ? 'zh-CN' : 'en'; // the link speaks the language it leads to
+  swap.href = window.location.pathname + (query ? `?${query}` : '') + window.location.hash;
+}
+
+// ------------------------------------------------------------------ formatting
+
+export const dateTime = new Intl.DateTimeFormat(lang, {
+  timeZone: ZONE,
+  month: '2-digit',
+  day: '2-digit',
+  hour: '2-digit',
+  minute: '2-digit',
+  hour12: false,
+});
+export const timeOnly = new Intl.DateTimeFormat(lang, { timeZone: ZONE, hour: '2-digit', minute: '2-digit', hour12: false });
+
+export function when(iso) {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? '' : dateTime.format(date);
+}
+
+export function span(startIso, endIso) {
+  const end = new Date(endIso);
+  return `${when(startIso)}–${Number.isNaN(end.getTime()) ? '' : timeOnly.format(end)}`;
+}
+
+/** A Date as the value of a datetime-local input, in Beijing time: "2025-03-03T08:00". */
+export function toLocalInput(date) {
+  const parts = Object.fromEntries(
+    new Intl.DateTimeFormat('en-CA', {
+      timeZone: ZONE,
+      year: 'numeric',
+      month: '2-digit',
+      day: '2-digit',
+      hour: '2-digit',
+      minute: '2-digit',
+      hour12: false,
+    })
+      .formatToParts(date)
+      .map((p) => [p.type, p.value]),
+  );
+  const hour = parts.hour === '24' ? '00' : parts.hour;
+  return `${parts.year}-${parts.month}-${parts.day}T${hour}:${parts.minute}`;
+}
+
+/** A datetime-local value (Beijing time) as RFC 3339 with its offset, or null. */
+export function fromLocalInput(value) {
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/.test(value)) return null;
+  return `${value.length === 16 ? `${value}:00` : value}${ZONE_OFFSET}`;
+}
+
+export function megabytes(bytes) {
+  return `${(Number(bytes || 0) / 1_000_000).toFixed(1)} MB`;
+}
+
+export function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === 'class') node.className = value;
+    else if (key === 'text') node.textContent = value;
+    else if (key === 'dataset') Object.assign(node.dataset, value);
+    else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? '' : value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined && child !== false) {
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+  }
+  return node;
+}
+
+export function setStatus(text, kind = 'info') {
+  const status = $('status');
+  status.textContent = text;
+  status.dataset.status = kind;
+}
