@@ -165,8 +165,13 @@ class SubscriberLeg:
             if self.waiting_for_keyframe and not keyframe:
                 return
             self._rebase(packet)
-        elif self._start_seq is not None and _uint16_newer(self._start_seq, packet.sequence_number):
-            return  # older than where this epoch began
+        elif self._start_seq is not None:
+            if _uint16_newer(self._start_seq, packet.sequence_number):
+                return  # older than where this epoch began
+            if (packet.sequence_number - self._start_seq) & 0xFFFF > 0x4000:
+                # The epoch's start trails the stream: 32768 packets past a fixed start,
+                # every new packet would look older than it (16-bit wrap) and be dropped.
+                self._start_seq = (packet.sequence_number - 0x4000) & 0xFFFF
         seq = (packet.sequence_number + self._seq_offset) & 0xFFFF
         ts = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
         if _uint16_newer(seq, self._last_seq):
