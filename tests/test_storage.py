@@ -29,8 +29,8 @@ from recorder.storage import (
     Storage,
     StorageIntegrityError,
     file_sha256,
-    storage_from_settings,
 )
+from recorder.storage.configured import storage_from_settings
 from recorder.storage.local import LocalStorage
 from recorder.storage.s3 import S3Storage, s3_origin
 from signaling.app import create_app
