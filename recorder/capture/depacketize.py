@@ -71,11 +71,24 @@ def _h264_keyframe_part(payload: bytes) -> bool:
 
 
 def _h264_starts_frame(payload: bytes) -> bool:
-    """Can this packet be the first of an access unit (not an FU-A continuation)?"""
+    """Can this packet be the first of an access unit (not an FU-A continuation, nor a
+    slice after the picture's first: first_mb_in_slice, ue(v), is 0 iff its bit is 1)?"""
     if len(payload) < 2:
         return False
-    if payload[0] & 0x1F == _H264_FU_A:
-        return bool(payload[1] & 0x80)
+    nal_type = payload[0] & 0x1F
+    body = 1
+    if nal_type == _H264_FU_A:
+        if not payload[1] & 0x80:
+            return False
+        nal_type = payload[1] & 0x1F
+        body = 2
+    elif nal_type == _H264_STAP_A:
+        if len(payload) < 4:
+            return False
+        nal_type = payload[3] & 0x1F
+        body = 4
+    if nal_type in (1, _H264_IDR):  # a slice: the picture's first one only
+        return len(payload) > body and bool(payload[body] & 0x80)
     return True
 
 
