@@ -95,6 +95,9 @@ def test_every_h264_keyframe_is_found_at_its_first_packet_and_no_delta_frame_is(
         (fu_a(5, start=False), False),  # the middle of an IDR: too late to start
         (fu_a(5, start=False, end=True), False),
         (fu_a(1, start=True), False),
+        (nal(5, b"\x4e\x00"), False),  # an IDR's later slice (first_mb_in_slice = 1)
+        (bytes([0x7C, 0x85]) + b"\x4e\x00", False),  # the same, fragmented
+        (stap_a(nal(6), nal(5, b"\x4e\x00")), False),
         # a delta unit whose stated size covers the rest: what follows is its data, not a unit
         (b"\x78\x00\x40" + nal(1) + b"\x00\x04" + nal(5), False),
         (b"\x7c", False),  # an FU-A cut after its indicator
@@ -163,3 +166,27 @@ def test_the_detector_follows_the_negotiated_codec_and_audio_has_none() -> None:
     assert keyframe_detector("video/VP8") is vp8_keyframe_start
     assert keyframe_detector("audio/opus") is None
     assert keyframe_detector("video/VP9") is None
+
+
+def test_only_the_first_slice_of_a_multi_slice_idr_is_a_place_to_start() -> None:
+    """Hardware encoders cut a picture into slices; a room that starts at the second slice
+    of an IDR decodes a partial picture, and every delta frame after it, until the next."""
+    ctx = av.CodecContext.create("libx264", "w")
+    ctx.width, ctx.height = 640, 360
+    ctx.pix_fmt = "yuv420p"
+    ctx.time_base = Fraction(1, 15)
+    ctx.bit_rate = 1_500_000
+    ctx.options = {"preset": "ultrafast", "tune": "zerolatency",
+                   "x264-params": "slice-max-size=900"}
+    frame = PatternRenderer(640, 360, "slices", 6).render_frame(0, 0)
+    frame.pts = 0
+    (idr,) = [bytes(p) for p in ctx.encode(frame)]
+    wrapped = av.Packet(idr)
+    wrapped.pts = 0
+    wrapped.time_base = Fraction(1, 90000)
+    payloads, _ = H264Encoder().pack(wrapped)
+    slices = [p for p in payloads if p[0] & 0x1F == 5]  # one IDR slice per packet
+    assert len(slices) > 3
+    assert [h264_keyframe_start(p) for p in payloads] == [
+        True if i == 0 else p is slices[0] for i, p in enumerate(payloads)
+    ]

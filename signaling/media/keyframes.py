@@ -18,24 +18,35 @@ _H264_FU_A = 28
 
 
 def h264_keyframe_start(payload: bytes) -> bool:
-    """True for a packet carrying an SPS or the start of an IDR slice (RFC 6184)."""
+    """True for a packet carrying an SPS or the start of an IDR picture's first slice
+    (RFC 6184). A slice's first byte starts first_mb_in_slice, ue(v): its top bit is set
+    iff it is 0, so a later slice of a multi-slice IDR is no place to start."""
     if len(payload) < 2:
         return False
     nal_type = payload[0] & 0x1F
     if nal_type == _H264_FU_A:
-        # FU header: S bit and the original NAL type
-        return bool(payload[1] & 0x80) and (payload[1] & 0x1F) == _H264_IDR
+        # FU header: S bit and the original NAL type; then the slice's first byte
+        return (
+            bool(payload[1] & 0x80)
+            and (payload[1] & 0x1F) == _H264_IDR
+            and len(payload) > 2
+            and bool(payload[2] & 0x80)
+        )
     if nal_type == _H264_STAP_A:
         pos = 1
         end = len(payload)
         while pos + 2 < end:
             size = (payload[pos] << 8) | payload[pos + 1]
             inner = payload[pos + 2] & 0x1F
-            if inner in (_H264_SPS, _H264_IDR):
+            if inner == _H264_SPS:
+                return True
+            if inner == _H264_IDR and pos + 3 < end and payload[pos + 3] & 0x80:
                 return True
             pos += 2 + size
         return False
-    return nal_type in (_H264_SPS, _H264_IDR)
+    if nal_type == _H264_IDR:
+        return bool(payload[1] & 0x80)
+    return nal_type == _H264_SPS
 
 
 def vp8_keyframe_start(payload: bytes) -> bool:
