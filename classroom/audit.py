@@ -1,6 +1,6 @@
 """The audit trail: who did what security-relevant thing, when, and from where.
 
-DESIGN decision 6 asks for every security-relevant action (logins, token minting, lesson
+docs/ARCHITECTURE.md, decision 6, asks for every security-relevant action (logins, tokens, lesson
 state changes, and later every access to a recording) to be written down. Events are
 written in their own commit, so a failed request still leaves its trace.
 """

@@ -1,6 +1,6 @@
 """Opening the database: one async engine per process, migrated before first use.
 
-The same code runs on SQLite (the zero-setup default) and PostgreSQL (DESIGN decision 4);
+The same code runs on SQLite (zero-setup default) and PostgreSQL (docs/ARCHITECTURE.md, decision 4);
 only the URL differs. Migrations run in-process at startup so that an install or an
 upgrade is "start the server", with no separate alembic step to forget.
 """

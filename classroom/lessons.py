@@ -3,7 +3,7 @@
 A lesson copies its pairing's rooms when it is created (lesson_rooms), so the roster the
 live side loads is the one that was scheduled, whatever happens to the pairing later.
 
-State machine (DESIGN: scheduled → open → live → ended, plus cancelled):
+State machine (scheduled → open → live → ended, plus cancelled; docs/ARCHITECTURE.md):
 
     scheduled → open → live → ended
     scheduled | open → cancelled

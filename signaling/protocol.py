@@ -5,7 +5,7 @@ are the schema: the server validates every inbound frame against them (size firs
 JSON, then the tagged union), and docs/protocol.md is written from them. Client-to-server
 and server-to-client types are separate unions, so a client cannot send a server message.
 
-The server is always the SDP offerer (DESIGN decision 1: it sets the codec of every
+The server is always the SDP offerer (docs/ARCHITECTURE.md, decision 1: it sets the codec of every
 forwarded leg); clients only answer. That also rules out offer glare.
 """
 

@@ -1,6 +1,6 @@
 """Pages served by the server: static assets under /static/ and the live lesson viewer.
 
-School networks are closed (DESIGN: no CDN at run time), so every script, style and
+School networks are closed (docs/ARCHITECTURE.md, decision 4: no CDN), so every script, style and
 message catalogue the pages need is served from web/static/ by this module. There is no
 build step and file names carry no content hash, so assets are sent with
 `Cache-Control: no-cache` and a validator (ETag): a browser revalidates on each load and

@@ -149,7 +149,7 @@ class LiveBroadcaster:
                 return
             if not self.audio_transcoded:
                 self.audio_transcoded = True
-                self.lesson.transcodes += 1  # DESIGN: every transcode is counted and visible
+                self.lesson.transcodes += 1  # counted: docs/ARCHITECTURE.md, decision 1
             sink = _AudioSink(self, publication)
         else:
             return

@@ -1,6 +1,6 @@
 """The composite picture-in-picture MP4 of a lesson: the one decode + encode we allow.
 
-Everything else the recorder produces is remuxed (DESIGN.md, decision 2). The composite is
+All else the recorder produces is remuxed (docs/ARCHITECTURE.md, decision 2). The composite is
 rendered after or beside the lesson, at low priority, on one core: the caller (the
 finaliser) runs it in a worker process under `nice`; nothing here changes the process's
 priority, since that would outlive the call.

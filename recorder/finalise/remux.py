@@ -1,6 +1,6 @@
 """Packet logs of one room → one playable file per room, by muxing the stored frames.
 
-Nothing is decoded or encoded here (design decision 2): the frames the publisher sent are
+Nothing is decoded or encoded here (docs/ARCHITECTURE.md, decision 2): the publisher's frames are
 put into a container as they are. H.264 goes into MP4 (with the room's Opus), VP8 into
 WebM (with the room's Opus); the Opus alone also goes into an Ogg file for listening.
 

@@ -2,7 +2,7 @@
 
 Every playback or download of a file is checked against the caller's rights and written to
 the audit log (who or "anonymous", what, when, from where) before a byte is sent, as are
-refusals, publishing, exports and deletions (DESIGN decision 6).
+refusals, publishing, exports and deletions (docs/ARCHITECTURE.md, decision 6).
 
 Serving: on a local folder the server streams the file itself with HTTP Range (206 with
 Content-Range, 416 for ranges that are malformed or lie beyond the file), which is what a

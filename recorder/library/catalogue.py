@@ -199,7 +199,7 @@ async def _by_lesson(db: AsyncSession, lesson_id: int) -> Recording | None:
 
 
 def _new_recording(lesson: Lesson) -> Recording:
-    # The kind changes defaults (DESIGN): a 名校网络课堂 is broadcast widely, so its
+    # The kind changes defaults (docs/ARCHITECTURE.md): a 名校网络课堂 is broadcast widely, so its
     # recording starts published; the others wait for an admin.
     return Recording(
         lesson_id=lesson.id,

@@ -1,4 +1,4 @@
-"""The library in a local folder: the zero-setup default (DESIGN decision 4).
+"""The library in a local folder: the zero-setup default (docs/ARCHITECTURE.md, decision 4).
 
 Writes are atomic: a file enters under a temporary name beside its destination and is
 renamed into place only if its sha256 is the expected one, so a reader never sees half a

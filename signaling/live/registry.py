@@ -1,6 +1,6 @@
 """The live lessons of this server process, by lesson id.
 
-A lesson's media lives in one process (DESIGN decision 4); with several nodes, placement
+A lesson's media lives in one process (docs/ARCHITECTURE.md, decision 4); with more nodes, placement
 decides which. Here: create on first join, forget when the lesson ends.
 """
 

@@ -1,6 +1,6 @@
 """One WebSocket: a classroom (or a watcher) in a live lesson.
 
-Trust nothing from the wire (DESIGN decision 6): every frame is size-checked, parsed and
+Trust nothing from the wire (docs/ARCHITECTURE.md, decision 6): frames are size-checked, parsed and
 validated against signaling.protocol before anything acts on it; a bad frame is answered
 with an error and the session goes on; only a flood, a fatal join error or silence closes
 the socket. Whatever one socket does, the other rooms of the lesson keep their media.

@@ -56,7 +56,7 @@ class ForwardingCounters(msgspec.Struct, kw_only=True):
     retransmissions: int = 0
     plis_received: int = 0
     keyframe_requests_sent: int = 0
-    # Must stay 0: the live path forwards encoded media (DESIGN decision 1).
+    # Must stay 0: the live path forwards encoded media (docs/ARCHITECTURE.md, decision 1).
     transcodes: int = 0
 
 

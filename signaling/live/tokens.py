@@ -2,7 +2,7 @@
 
 A classroom box or a browser receives one from the REST API and presents it in the
 WebSocket `join`; the signaling server needs no database lookup to know who is knocking
-(DESIGN decision 6). HS256 with the server's secret key: the signer and the verifier are
+(docs/ARCHITECTURE.md, decision 6). HS256 with the server's secret key: signer and verifier are
 the same service, so there is no reason for public-key signatures.
 """
 

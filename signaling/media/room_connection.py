@@ -47,7 +47,7 @@ def _capabilities(kind: str) -> list[RTCRtpCodecCapability]:
 
 
 def publish_preferences(kind: str) -> list[RTCRtpCodecCapability]:
-    """What we accept from a publisher: H.264 first (DESIGN decision 3), then VP8; Opus."""
+    """From a publisher: H.264 first, then VP8; Opus (docs/ARCHITECTURE.md, decision 3)."""
     caps = _capabilities(kind)
     if kind == "audio":
         return [c for c in caps if c.mimeType.lower() == "audio/opus"]

@@ -2,7 +2,7 @@
 
 aiortc receives a track by reassembling frames in a jitter buffer and decoding them in a
 thread, and sends one by encoding (or packetising) frames. An SFU wants neither: it
-forwards RTP packets, rewriting SSRC, sequence number and timestamp (DESIGN decision 1).
+forwards RTP packets, rewriting SSRC, sequence and timestamp (docs/ARCHITECTURE.md, decision 1).
 aiortc has no public API for that, so for each transceiver we keep aiortc's negotiation,
 ICE, DTLS and SRTP, and replace the entry points that its RTCPeerConnection and its DTLS
 transport call:

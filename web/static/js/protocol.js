@@ -384,7 +384,7 @@ export class TongbuClient extends EventTarget {
     transceiver.direction = 'sendonly';
     if (kind === 'video' && transceiver.setCodecPreferences) {
       // The server offers H.264 then VP8 on a publish slot; put ours first so the answer
-      // (and thus what we send) uses it. Recordings and HLS want H.264 (DESIGN decision 3).
+      // (and what we send) uses it: recordings, HLS want H.264 (docs/ARCHITECTURE.md, decision 3).
       const codecs = RTCRtpReceiver.getCapabilities('video').codecs;
       const mime = `video/${this.preferredVideoCodec}`;
       const first = codecs.filter(
