@@ -1,6 +1,8 @@
-// Shared helpers of the admin page (/admin): the message catalogue, Beijing-time formatting,
-// elements and the status line. Every section module (admin_schools.js, _classrooms,
-// _pairings, _lessons, _live) and the error sentences (admin_errors.js) use these.
+// Small helpers of the admin page (/admin), which hold no state of the page: the message
+// catalogue, Beijing-time formatting, elements, the status line, form errors next to their
+// fields, tables and selects, and native dialogs. Every section module (admin_schools.js,
+// _classrooms, _pairings, _lessons, _live), admin_core.js, admin_rows.js and the error
+// sentences (admin_errors.js) use these.
 
 export const MAX_RECEIVING = 4;
 // Lesson times are entered and shown in Beijing time. Asia/Shanghai has been UTC+8 all
@@ -116,4 +118,72 @@ export function setStatus(text, kind = 'info') {
   const status = $('status');
   status.textContent = text;
   status.dataset.status = kind;
+}
+
+// ------------------------------------------------------------------ forms
+
+export function clearErrors(form) {
+  for (const node of form.querySelectorAll('[data-error-for]')) node.textContent = '';
+  for (const node of form.querySelectorAll('[aria-invalid]')) node.removeAttribute('aria-invalid');
+}
+
+/** Show `text` next to `field` (or at the form's foot when no such field); focus it. */
+export function showError(form, field, text, { focus = true } = {}) {
+  let holder = field ? form.querySelector(`[data-error-for="${CSS.escape(field)}"]`) : null;
+  if (!holder) holder = form.querySelector('[data-error-for=""]');
+  holder.textContent = text;
+  const control = field ? form.querySelector(`[name="${CSS.escape(field)}"]`) : null;
+  const target = control ?? (field ? holder.closest('fieldset') : null);
+  if (target) {
+    target.setAttribute('aria-invalid', 'true');
+    if (focus) (target.matches('fieldset') ? target.querySelector('input:not(:disabled)') : target)?.focus();
+  }
+}
+
+export const trimmed = (form, name) => (form.elements[name].value || '').trim();
+
+export function requireFields(form, names, errors) {
+  for (const name of names) if (!trimmed(form, name)) errors[name] = t('admin.error.required');
+}
+
+/** The fields of `next` that differ from `before` (arrays compared by value); null if none. */
+export function changed(before, next) {
+  const body = {};
+  for (const [key, value] of Object.entries(next)) {
+    if (JSON.stringify(value) !== JSON.stringify(before[key])) body[key] = value;
+  }
+  return Object.keys(body).length ? body : null;
+}
+
+// ------------------------------------------------------------------ tables
+
+export function fillTable(table, rows, emptyKey) {
+  const body = table.tBodies[0];
+  const columns = table.tHead.rows[0].cells.length;
+  body.replaceChildren(
+    ...(rows.length ? rows : [el('tr', {}, el('td', { colspan: columns, class: 'empty', text: t(emptyKey) }))]),
+  );
+}
+
+export function options(select, items, { placeholder, value, label }) {
+  const keep = select.value;
+  select.replaceChildren(
+    ...(placeholder ? [el('option', { value: '', text: t(placeholder) })] : []),
+    ...items.map((item) => el('option', { value: String(value(item)), text: label(item) })),
+  );
+  if ([...select.options].some((o) => o.value === keep)) select.value = keep;
+}
+
+// ------------------------------------------------------------------ dialogs
+// Native <dialog>: showModal() keeps focus inside and Esc closes it. Closing gives focus
+// back to the control that opened it (found again if its row was redrawn meanwhile).
+
+export function openDialog(dialog, opener) {
+  const form = dialog.querySelector('form');
+  clearErrors(form);
+  dialog.returnTo = opener?.dataset?.action
+    ? `[data-action="${opener.dataset.action}"][data-id="${opener.dataset.id}"]`
+    : null;
+  dialog.showModal();
+  form.querySelector('input:not([type="checkbox"]):not(:disabled), select:not(:disabled), button[type="submit"]')?.focus();
 }
