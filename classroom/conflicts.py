@@ -27,6 +27,7 @@ from datetime import datetime, tzinfo
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from classroom import refusals
 from classroom.models import (
     Classroom,
     Conflict,
@@ -71,6 +72,17 @@ def normalise_name(name: str) -> str:
     return "".join(unicodedata.normalize("NFKC", name).split())
 
 
+@dataclass(frozen=True, slots=True)
+class Named:
+    """How a booking is named in a refusal: a series, a lesson (of a series or not), or a
+    line of a CSV file being imported (`id` being the line's number)."""
+
+    kind: str  # "series" | "lesson" | "csv_line"
+    id: int
+    title: str = ""
+    series: int | None = None
+
+
 @dataclass(slots=True, eq=False)
 class Booking:
     """Classrooms and a teacher held over [start, end): a lesson, or one that would be.
@@ -87,19 +99,27 @@ class Booking:
     title: str = ""
     lesson_id: int | None = None  # None: proposed, not yet written
     series_id: int | None = None
-    # How a proposal is named in a message ("CSV line 5", "series 3"); and the caller's
-    # handle on it (a line number, a series), so that clashes can be attributed.
-    source: str = ""
+    # How a proposal is named in a refusal (CSV line 5, series 3); and the caller's handle
+    # on it (a line number, a series), so that clashes can be attributed.
+    source: Named | None = None
     ref: object = None
 
-    def describe(self, zone: tzinfo | None = None) -> str:
-        if self.source:
-            what = self.source
-        else:
-            what = f"lesson {self.lesson_id} {self.title!r}"
-            if self.series_id is not None:
-                what += f" (series {self.series_id})"
-        return f"{what} {format_span(self.start, self.end, zone)}"
+    def named(self) -> Named:
+        if self.source is not None:
+            return self.source
+        assert self.lesson_id is not None
+        return Named("lesson", self.lesson_id, self.title, self.series_id)
+
+    def params(self, side: str, zone: tzinfo | None = None) -> dict[str, object]:
+        """The refusal params naming this booking, as `side` ("what" or "other")."""
+        named = self.named()
+        return {
+            f"{side}_kind": named.kind,
+            f"{side}_id": named.id,
+            f"{side}_title": named.title,
+            f"{side}_series": named.series,
+            "span" if side == "what" else f"{side}_span": format_span(self.start, self.end, zone),
+        }
 
 
 @dataclass(frozen=True)
@@ -111,19 +131,23 @@ class Clash:
     resource: str  # "classroom" | "teacher"
     classroom_id: int | None = None
 
+    def params(
+        self, rooms: dict[int, str] | None = None, zone: tzinfo | None = None
+    ) -> dict[str, object]:
+        """The params of its refusal (classroom/refusals.py BOOKING_PARAMS)."""
+        by_account = self.booking.teacher[0] == "user"
+        return {
+            **self.booking.params("what", zone),
+            "resource": self.resource,
+            "classroom_id": self.classroom_id,
+            "classroom": (rooms or {}).get(self.classroom_id or 0, ""),
+            "teacher": self.booking.teacher_name or self.other.teacher_name,
+            "teacher_user_id": self.booking.teacher[1] if by_account else None,
+            **self.other.params("other", zone),
+        }
+
     def message(self, rooms: dict[int, str] | None = None, zone: tzinfo | None = None) -> str:
-        if self.resource == "classroom":
-            assert self.classroom_id is not None
-            label = (rooms or {}).get(self.classroom_id)
-            who = f"classroom {self.classroom_id}" + (f" ({label})" if label else "")
-        else:
-            name = self.booking.teacher_name or self.other.teacher_name
-            who = f"teacher {name}"
-            if self.booking.teacher[0] == "user":
-                who += f" (user {self.booking.teacher[1]})"
-        return (
-            f"{self.booking.describe(zone)}: {who} is already booked by {self.other.describe(zone)}"
-        )
+        return refusals.clash_text(self.params(rooms, zone))
 
 
 def format_span(start: datetime, end: datetime, zone: tzinfo | None = None) -> str:
@@ -137,16 +161,34 @@ def format_span(start: datetime, end: datetime, zone: tzinfo | None = None) -> s
 
 
 class DoubleBooking(Conflict):
-    """Refusal of a change that would double-book; carries every clash found."""
+    """Refusal of a change that would double-book; carries every clash found, and the
+    params of each (its refusal names the first, and how many more there are)."""
 
     def __init__(
-        self, clashes: Sequence[Clash], messages: Sequence[str], field: str = "planned_start"
+        self,
+        clashes: Sequence[Clash],
+        clash_params: Sequence[dict[str, object]],
+        field: str = "planned_start",
     ) -> None:
-        first = messages[0]
-        more = f" (and {len(messages) - 1} more clashes)" if len(messages) > 1 else ""
-        super().__init__(first + more, field=field)
+        message, params = refusals.render(
+            "double_booked", {**clash_params[0], "more": len(clash_params) - 1}
+        )
+        super().__init__(message, field=field, reason="double_booked", params=params)
         self.clashes = list(clashes)
-        self.messages = list(messages)
+        self.clash_params = list(clash_params)
+        self.messages = [refusals.clash_text(p) for p in clash_params]
+
+
+@dataclass(frozen=True)
+class Taken:
+    """Why one lesson cannot be booked (classroom/lessons.py): a refusal of the catalogue
+    and its params, raised as a Conflict on the field the caller says it is about."""
+
+    reason: str  # "classroom_booked" | "teacher_booked"
+    params: dict[str, object]
+
+    def at(self, field: str) -> Conflict:
+        return Conflict.because(self.reason, field=field, **self.params)
 
 
 # ------------------------------------------------------------------ the sweep
@@ -368,11 +410,17 @@ async def classroom_labels(db: AsyncSession, ids: Iterable[int]) -> dict[int, st
     return {c.id: f"{c.school.name} {c.name}" for c in rows.all()}
 
 
+async def clash_params(
+    db: AsyncSession, clashes: Sequence[Clash], zone: tzinfo | None = None
+) -> list[dict[str, object]]:
+    rooms = await classroom_labels(db, (c.classroom_id for c in clashes if c.classroom_id))
+    return [c.params(rooms, zone) for c in clashes]
+
+
 async def clash_messages(
     db: AsyncSession, clashes: Sequence[Clash], zone: tzinfo | None = None
 ) -> list[str]:
-    rooms = await classroom_labels(db, (c.classroom_id for c in clashes if c.classroom_id))
-    return [c.message(rooms, zone) for c in clashes]
+    return [refusals.clash_text(p) for p in await clash_params(db, clashes, zone)]
 
 
 async def refuse_clashes(
@@ -389,7 +437,7 @@ async def refuse_clashes(
     clashes = await find_clashes(db, proposed, ignore_lesson_ids=ignore_lesson_ids)
     if clashes:
         clashes.sort(key=lambda c: (c.booking.start, c.resource))
-        raise DoubleBooking(clashes, await clash_messages(db, clashes, zone), field=field)
+        raise DoubleBooking(clashes, await clash_params(db, clashes, zone), field=field)
 
 
 async def audit_window(db: AsyncSession, start: datetime, end: datetime) -> list[Clash]:
@@ -411,7 +459,7 @@ async def teacher_clash(
     end: datetime,
     *,
     other_than: int | None = None,
-) -> str | None:
+) -> Taken | None:
     """Why the teacher cannot take one lesson over [start, end) (None: they can).
 
     For classroom/lessons.py (an ad-hoc lesson, an edited one), whose classroom check
@@ -430,11 +478,17 @@ async def teacher_clash(
     if not clashes:
         return None
     other = clashes[0].other
-    who = f"teacher {teacher_name}" + (f" (user {teacher_user_id})" if teacher_user_id else "")
-    series = f" (series {other.series_id})" if other.series_id is not None else ""
-    return (
-        f"{who} is booked by lesson {other.lesson_id} {other.title!r}{series} from "
-        f"{other.start.isoformat()} to {other.end.isoformat()}"
+    return Taken(
+        "teacher_booked",
+        {
+            "teacher": teacher_name,
+            "teacher_user_id": teacher_user_id or None,
+            "lesson_id": other.lesson_id,
+            "title": other.title,
+            "series_id": other.series_id,
+            "start": other.start.isoformat(),
+            "end": other.end.isoformat(),
+        },
     )
 
 

@@ -83,15 +83,17 @@ async def create_feed(
     kind = FeedKind(kind)
     if kind == FeedKind.CLASSROOM:
         if classroom_id is None or teacher_user_id is not None:
-            raise InvalidInput("a classroom feed names classroom_id only", field="classroom_id")
+            raise InvalidInput.because("feed_classroom_only", field="classroom_id")
         if await db.get(Classroom, classroom_id) is None:
-            raise NotFound(f"no classroom {classroom_id}", field="classroom_id")
+            raise NotFound.because("classroom_not_found", field="classroom_id", id=classroom_id)
     else:
         if teacher_user_id is None or classroom_id is not None:
-            raise InvalidInput("a teacher feed names teacher_user_id only", field="teacher_user_id")
+            raise InvalidInput.because("feed_teacher_only", field="teacher_user_id")
         teacher = await db.get(User, teacher_user_id)
         if teacher is None or teacher.role != UserRole.TEACHER:
-            raise NotFound(f"no teacher account {teacher_user_id}", field="teacher_user_id")
+            raise NotFound.because(
+                "teacher_account_not_found", field="teacher_user_id", id=teacher_user_id
+            )
     token = TOKEN_PREFIX + secrets.token_urlsafe(24)
     feed = CalendarFeed(
         kind=kind.value,
@@ -123,7 +125,7 @@ async def feed_for_token(db: AsyncSession, token: str) -> CalendarFeed | None:
 async def revoke_feed(db: AsyncSession, feed_id: int) -> CalendarFeed:
     feed = await db.get(CalendarFeed, feed_id)
     if feed is None:
-        raise NotFound(f"no calendar feed {feed_id}")
+        raise NotFound.because("feed_not_found", id=feed_id)
     feed.revoked = True
     await db.commit()
     return feed

@@ -296,7 +296,7 @@ async def compute_summary(
     still running, shown as it goes)."""
     lesson = await db.get(Lesson, lesson_id, populate_existing=True)
     if lesson is None:
-        raise NotFound(f"no lesson {lesson_id}")
+        raise NotFound.because("lesson_not_found", id=lesson_id)
     plan = LessonPlan(
         lesson_id=lesson.id,
         state=lesson.state,
@@ -539,14 +539,16 @@ async def statistics(
     rooms too), or lessons whose teacher account is that user.
     """
     if by not in GROUPINGS:
-        raise InvalidInput(f"group by one of {', '.join(GROUPINGS)}", field="by")
+        raise InvalidInput.because("stats_grouping", field="by", groupings=", ".join(GROUPINGS))
     for name, value in (("start", start), ("end", end)):
         if value is not None and value.tzinfo is None:
-            raise InvalidInput("give a timezone (e.g. +08:00 or Z)", field=name)
+            raise InvalidInput.because("time_without_zone", field=name)
     try:
         zone = ZoneInfo(timezone)
     except (KeyError, ValueError):
-        raise InvalidInput(f"unknown time zone {timezone!r}", field="timezone") from None
+        raise InvalidInput.because(
+            "stats_unknown_timezone", field="timezone", zone=timezone
+        ) from None
     now = now or utcnow()
     offset_s = int((zone.utcoffset(start or now) or timedelta()).total_seconds())
     per_room = by in ("school", "classroom")
@@ -746,7 +748,7 @@ async def _labels(db: AsyncSession, by: str, keys: list[Any]) -> dict[Any, str]:
 async def _term_condition(db: AsyncSession, term_id: int) -> ColumnElement[bool]:
     term = await db.get(Term, term_id)
     if term is None:
-        raise NotFound(f"no term {term_id}", field="term_id")
+        raise NotFound.because("term_not_found", field="term_id", id=term_id)
     zone = ZoneInfo(term.timezone)
     first = datetime.combine(term.start_date, datetime.min.time(), zone).astimezone(UTC)
     after = datetime.combine(term.end_date + timedelta(days=1), datetime.min.time(), zone)

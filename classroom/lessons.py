@@ -22,7 +22,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from classroom import conflicts, schools
+from classroom import conflicts, refusals, schools
 from classroom.models import (
     Classroom,
     Conflict,
@@ -90,7 +90,10 @@ class LessonNotFound(NotFound):
 
 class IllegalTransition(Conflict):
     def __init__(self, lesson_id: int, current: LessonState, to: LessonState) -> None:
-        super().__init__(f"lesson {lesson_id} cannot go from {current} to {to}")
+        message, params = refusals.render(
+            "illegal_transition", {"lesson_id": lesson_id, "current": current, "to": to}
+        )
+        super().__init__(message, reason="illegal_transition", params=params)
         self.lesson_id = lesson_id
         self.current = current
         self.to = to
@@ -145,17 +148,17 @@ async def create_lesson(
     try:
         kind = LessonKind(kind)
     except ValueError:
-        raise InvalidInput(f"unknown lesson kind {kind!r}", field="kind") from None
+        raise InvalidInput.because("unknown_lesson_kind", field="kind", kind=kind) from None
     for field, value in (("planned_start", planned_start), ("planned_end", planned_end)):
         if value.tzinfo is None:
-            raise InvalidInput("give a timezone (e.g. +08:00 or Z)", field=field)
+            raise InvalidInput.because("time_without_zone", field=field)
     if planned_end <= planned_start:
-        raise InvalidInput("the lesson must end after it starts", field="planned_end")
+        raise InvalidInput.because("lesson_end_before_start", field="planned_end")
     pairing = await db.get(Pairing, pairing_id)
     if pairing is None:
-        raise NotFound(f"no pairing {pairing_id}", field="pairing_id")
+        raise NotFound.because("pairing_not_found", field="pairing_id", id=pairing_id)
     if not pairing.active:
-        raise Conflict(f"pairing {pairing_id} is archived", field="pairing_id")
+        raise Conflict.because("pairing_archived", field="pairing_id", id=pairing_id)
 
     rooms = [LessonRoom(classroom_id=pairing.main_classroom_id, role=RoomRole.MAIN, position=0)]
     rooms += [
@@ -171,7 +174,7 @@ async def create_lesson(
     )
     if clash is not None:
         await _release(db)
-        raise Conflict(clash, field="planned_start")
+        raise clash.at("planned_start")
 
     lesson = Lesson(
         pairing_id=pairing_id,
@@ -200,7 +203,7 @@ async def _booking_clash(
     *,
     other_than: int | None = None,
     teacher: tuple[int | None, str] | None = None,
-) -> str | None:
+) -> conflicts.Taken | None:
     """Why the rooms (or `teacher`: account id, name) are not free over [start, end): the
     first clashing lesson and room, else the teacher's (classroom/conflicts.py).
 
@@ -236,10 +239,16 @@ async def _booking_clash(
             db, classroom_ids[0], *teacher, start, end, other_than=other_than
         )
     other_id, other_title, other_start, other_end, room = clash
-    return (
-        f"classroom {room.id} ({room.school.name} {room.name}) is booked by lesson "
-        f"{other_id} {other_title!r} from {other_start.isoformat()} to "
-        f"{other_end.isoformat()}"
+    return conflicts.Taken(
+        "classroom_booked",
+        {
+            "classroom_id": room.id,
+            "classroom": f"{room.school.name} {room.name}",
+            "lesson_id": other_id,
+            "title": other_title,
+            "start": other_start.isoformat(),
+            "end": other_end.isoformat(),
+        },
     )
 
 
@@ -267,9 +276,10 @@ class LessonNotEditable(Conflict):
     """Only a lesson that has not started (scheduled or open) can be changed."""
 
     def __init__(self, lesson_id: int, state: LessonState) -> None:
-        super().__init__(
-            f"lesson {lesson_id} is {state}; only a scheduled or open lesson can be changed"
+        message, params = refusals.render(
+            "lesson_not_editable", {"lesson_id": lesson_id, "state": state}
         )
+        super().__init__(message, reason="lesson_not_editable", params=params)
         self.state = state
 
 
@@ -310,7 +320,7 @@ async def update_lesson(
         .execution_options(populate_existing=True)
     )
     if lesson is None:
-        raise LessonNotFound(f"no lesson {lesson_id}")
+        raise LessonNotFound.because("lesson_not_found", id=lesson_id)
     state = LessonState(lesson.state)
     if state not in (LessonState.SCHEDULED, LessonState.OPEN):
         raise LessonNotEditable(lesson_id, state)
@@ -318,15 +328,15 @@ async def update_lesson(
         try:
             kind = LessonKind(kind)
         except ValueError:
-            raise InvalidInput(f"unknown lesson kind {kind!r}", field="kind") from None
+            raise InvalidInput.because("unknown_lesson_kind", field="kind", kind=kind) from None
     for field, value in (("planned_start", planned_start), ("planned_end", planned_end)):
         if value is not None and value.tzinfo is None:
-            raise InvalidInput("give a timezone (e.g. +08:00 or Z)", field=field)
+            raise InvalidInput.because("time_without_zone", field=field)
     start = planned_start or lesson.planned_start
     end = planned_end or lesson.planned_end
     if end <= start:
         field = "planned_end" if planned_end is not None else "planned_start"
-        raise InvalidInput("the lesson must end after it starts", field=field)
+        raise InvalidInput.because("lesson_end_before_start", field=field)
 
     main = next(r for r in lesson.rooms if r.role == RoomRole.MAIN)
     old_receiving = [
@@ -349,7 +359,7 @@ async def update_lesson(
     if added := [c for c in receiving if c not in old_receiving]:
         clash = await _booking_clash(db, added, start, end, other_than=lesson_id)
         if clash is not None:
-            raise Conflict(clash, field="receiving_classroom_ids")
+            raise clash.at("receiving_classroom_ids")
     if times_change or teacher_change or set(receiving) != set(old_receiving):
         clash = await _booking_clash(
             db,
@@ -361,9 +371,9 @@ async def update_lesson(
         )
         if clash is not None:
             field = "planned_start" if times_change else "receiving_classroom_ids"
-            if not times_change and clash.startswith("teacher "):
+            if not times_change and clash.reason == "teacher_booked":
                 field = "teacher_name"
-            raise Conflict(clash, field=field)
+            raise clash.at(field)
 
     changes: dict[str, list[Any]] = {}
     values: dict[str, Any] = {
@@ -459,7 +469,7 @@ async def transition(
         .execution_options(populate_existing=True)
     )
     if lesson is None:
-        raise LessonNotFound(f"no lesson {lesson_id}")
+        raise LessonNotFound.because("lesson_not_found", id=lesson_id)
     current = LessonState(lesson.state)
     if to not in ALLOWED[current]:
         await _release(db)

@@ -68,7 +68,7 @@ async def follow_new_rooms(
                                           main_school),
             teacher_name=lesson.teacher_name,
             title=lesson.title,
-            source=f"lesson {lesson.id} {lesson.title!r}",
+            source=conflicts.Named("lesson", lesson.id, lesson.title),
             ref=lesson.id,
         )
         for lesson in following

@@ -66,14 +66,14 @@ def _school_kind(kind: SchoolKind | str) -> SchoolKind:
     try:
         return SchoolKind(kind)
     except ValueError:
-        raise InvalidInput(f"unknown school kind {kind!r}", field="kind") from None
+        raise InvalidInput.because("unknown_school_kind", field="kind", kind=kind) from None
 
 
 def _timezone(timezone: str) -> str:
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(f"unknown timezone {timezone!r}", field="timezone") from None
+        raise InvalidInput.because("unknown_timezone", field="timezone", zone=timezone) from None
     return timezone
 
 
@@ -94,8 +94,8 @@ async def create_classroom(db: AsyncSession, *, school_id: int, name: str) -> Cl
         await db.commit()
     except IntegrityError:  # a concurrent insert won the race past the check above
         await db.rollback()
-        raise Conflict(
-            f"school {school_id} already has a classroom named {name!r}", field="name"
+        raise Conflict.because(
+            "classroom_name_taken", field="name", school_id=school_id, name=name
         ) from None
     await db.refresh(classroom, ["school"])
     return classroom
@@ -159,34 +159,41 @@ async def check_rooms(
     the main one, each existing and (unless `allow_archived`) not archived. Raises with
     the field at fault."""
     if not 1 <= len(receiving) <= MAX_RECEIVING:
-        raise InvalidInput(
-            f"a pairing has 1 to {MAX_RECEIVING} receiving classrooms, not {len(receiving)}",
+        raise InvalidInput.because(
+            "receiving_count",
             field="receiving_classroom_ids",
+            max=MAX_RECEIVING,
+            count=len(receiving),
         )
     if len(set(receiving)) != len(receiving):
-        raise InvalidInput("a classroom is listed twice", field="receiving_classroom_ids")
+        raise InvalidInput.because("classroom_listed_twice", field="receiving_classroom_ids")
     if main_classroom_id in receiving:
-        raise InvalidInput(
-            "the main classroom cannot also receive", field="receiving_classroom_ids"
-        )
+        raise InvalidInput.because("main_also_receiving", field="receiving_classroom_ids")
     rows = await db.scalars(
         sa.select(Classroom).where(Classroom.id.in_([main_classroom_id, *receiving]))
     )
     found = {c.id: c for c in rows.all()}
     if main_classroom_id not in found:
-        raise NotFound(f"no classroom {main_classroom_id}", field="main_classroom_id")
+        raise NotFound.because(
+            "classroom_not_found", field="main_classroom_id", id=main_classroom_id
+        )
     if missing := [c for c in receiving if c not in found]:
-        raise NotFound(
-            f"no classroom {', '.join(map(str, missing))}", field="receiving_classroom_ids"
+        raise NotFound.because(
+            "classrooms_not_found",
+            field="receiving_classroom_ids",
+            ids=", ".join(map(str, missing)),
         )
     if allow_archived:
         return found
     if not found[main_classroom_id].active:
-        raise Conflict(f"classroom {main_classroom_id} is archived", field="main_classroom_id")
+        raise Conflict.because(
+            "classroom_archived", field="main_classroom_id", id=main_classroom_id
+        )
     if archived := [c for c in receiving if not found[c].active]:
-        raise Conflict(
-            f"classroom {', '.join(map(str, archived))} is archived",
+        raise Conflict.because(
+            "classrooms_archived",
             field="receiving_classroom_ids",
+            ids=", ".join(map(str, archived)),
         )
     return found
 
@@ -195,9 +202,9 @@ async def _open_school(db: AsyncSession, school_id: int) -> School:
     """The school a classroom goes into: it must exist and not be archived."""
     school = await db.get(School, school_id)
     if school is None:
-        raise NotFound(f"no school {school_id}", field="school_id")
+        raise NotFound.because("school_not_found", field="school_id", id=school_id)
     if not school.active:
-        raise Conflict(f"school {school_id} is archived", field="school_id")
+        raise Conflict.because("school_archived", field="school_id", id=school_id)
     return school
 
 
@@ -208,7 +215,9 @@ async def _check_name_free(
     if other_than is not None:
         query = query.where(Classroom.id != other_than)
     if await db.scalar(query) is not None:
-        raise Conflict(f"school {school_id} already has a classroom named {name!r}", field="name")
+        raise Conflict.because(
+            "classroom_name_taken", field="name", school_id=school_id, name=name
+        )
 
 
 async def _locked(db: AsyncSession, model: type[Any], ident: int, what: str) -> Any:
@@ -221,7 +230,7 @@ async def _locked(db: AsyncSession, model: type[Any], ident: int, what: str) -> 
         .execution_options(populate_existing=True)
     )
     if row is None:
-        raise NotFound(f"no {what} {ident}")
+        raise NotFound.because(f"{what}_not_found", id=ident)
     return row
 
 
@@ -240,7 +249,7 @@ async def _commit(db: AsyncSession, what: str) -> None:
         await db.commit()
     except IntegrityError:  # a concurrent change won the race past our checks
         await db.rollback()
-        raise Conflict(f"{what} changed meanwhile; reload and try again") from None
+        raise Conflict.because("changed_meanwhile", what=what) from None
 
 
 # ------------------------------------------------------------------ what refers to a row
@@ -280,7 +289,7 @@ async def usage(db: AsyncSession, table: sa.Table, ident: int) -> dict[str, int]
 
 def _in_use(what: str, ident: int, uses: dict[str, int]) -> Conflict:
     listed = ", ".join(f"{count} {label}" for label, count in uses.items())
-    return Conflict(f"{what} {ident} is in use: {listed}; archive it instead")
+    return Conflict.because("in_use", what=what, id=ident, uses=listed)
 
 
 async def _delete(db: AsyncSession, row: Any, what: str) -> None:
@@ -325,9 +334,8 @@ async def update_school(
             .where(Classroom.school_id == school_id, Classroom.active)
         )
         if count:
-            raise Conflict(
-                f"school {school_id} has {count} active classrooms; archive them first",
-                field="active",
+            raise Conflict.because(
+                "school_has_classrooms", field="active", school_id=school_id, count=count
             )
     changes = _apply(school, values)
     await _commit(db, f"school {school_id}")
@@ -363,9 +371,8 @@ async def update_classroom(
         uses = await usage(db, Classroom.__table__, classroom_id)
         if uses:
             listed = ", ".join(f"{count} {label}" for label, count in uses.items())
-            raise Conflict(
-                f"classroom {classroom_id} is in use: {listed}; it cannot move to another school",
-                field="school_id",
+            raise Conflict.because(
+                "classroom_in_use_move", field="school_id", classroom_id=classroom_id, uses=listed
             )
     if (name is not None and name != classroom.name) or target_school != classroom.school_id:
         await _check_name_free(db, target_school, name or classroom.name, other_than=classroom_id)
@@ -391,10 +398,12 @@ async def _check_classroom_idle(db: AsyncSession, classroom_id: int) -> None:
         .limit(1)
     )
     if pairing is not None:
-        raise Conflict(
-            f"classroom {classroom_id} is in active pairing {pairing.id} {pairing.name!r}; "
-            "archive or change the pairing first",
+        raise Conflict.because(
+            "classroom_in_pairing",
             field="active",
+            classroom_id=classroom_id,
+            pairing_id=pairing.id,
+            pairing=pairing.name,
         )
     lesson = await db.scalar(
         sa.select(Lesson)
@@ -404,10 +413,12 @@ async def _check_classroom_idle(db: AsyncSession, classroom_id: int) -> None:
         .limit(1)
     )
     if lesson is not None:
-        raise Conflict(
-            f"classroom {classroom_id} has lesson {lesson.id} {lesson.title!r} to come; "
-            "cancel or change it first",
+        raise Conflict.because(
+            "classroom_lesson_to_come",
             field="active",
+            classroom_id=classroom_id,
+            lesson_id=lesson.id,
+            title=lesson.title,
         )
 
 
@@ -456,10 +467,12 @@ async def update_pairing(
             .limit(1)
         )
         if lesson is not None:
-            raise Conflict(
-                f"pairing {pairing_id} has lesson {lesson.id} {lesson.title!r} to come; "
-                "cancel it first",
+            raise Conflict.because(
+                "pairing_lesson_to_come",
                 field="active",
+                pairing_id=pairing_id,
+                lesson_id=lesson.id,
+                title=lesson.title,
             )
     rerouted: list[int] = []
     if rooms_change:

@@ -70,46 +70,50 @@ class TermSpec:
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise InvalidInput(f"unknown timezone {self.timezone!r}", field="timezone") from None
+            raise InvalidInput.because(
+                "unknown_timezone", field="timezone", zone=self.timezone
+            ) from None
         if self.end_date < self.start_date:
-            raise InvalidInput("the term must end on or after its first day", field="end_date")
+            raise InvalidInput.because("term_end_before_start", field="end_date")
         if (self.end_date - self.start_date).days >= MAX_TERM_DAYS:
-            raise InvalidInput(f"a term lasts at most {MAX_TERM_DAYS} days", field="end_date")
+            raise InvalidInput.because("term_too_long", field="end_date", days=MAX_TERM_DAYS)
         for i, h in enumerate(self.holidays):
             where = f"holidays[{i}]"
             if h.end < h.start:
-                raise InvalidInput(f"holiday {h.name!r} ends before it starts", field=where)
+                raise InvalidInput.because("holiday_ends_before_start", field=where, name=h.name)
             if h.end < self.start_date or h.start > self.end_date:
-                raise InvalidInput(
-                    f"holiday {h.name!r} ({h.start}..{h.end}) is outside the term", field=where
+                raise InvalidInput.because(
+                    "holiday_outside_term", field=where, name=h.name, start=h.start, end=h.end
                 )
         off = _holiday_dates(self.holidays)
         seen: set[date] = set()
         for i, m in enumerate(self.makeup_days):
             where = f"makeup_days[{i}]"
             if not 1 <= m.follows_weekday <= 7:
-                raise InvalidInput("follows_weekday is 1 (Monday) to 7 (Sunday)", field=where)
+                raise InvalidInput.because("makeup_weekday_range", field=where)
             if not self.start_date <= m.date <= self.end_date:
-                raise InvalidInput(f"make-up day {m.date} is outside the term", field=where)
+                raise InvalidInput.because("makeup_outside_term", field=where, date=m.date)
             if m.date in off:
-                raise InvalidInput(f"make-up day {m.date} falls in a holiday", field=where)
+                raise InvalidInput.because("makeup_in_holiday", field=where, date=m.date)
             if m.date in seen:
-                raise InvalidInput(f"make-up day {m.date} is listed twice", field=where)
+                raise InvalidInput.because("makeup_listed_twice", field=where, date=m.date)
             seen.add(m.date)
         numbers: set[int] = set()
         for i, p in enumerate(self.periods):
             where = f"periods[{i}]"
             if p.number < 1:
-                raise InvalidInput("period numbers start at 1", field=where)
+                raise InvalidInput.because("period_number_from_one", field=where)
             if p.number in numbers:
-                raise InvalidInput(f"period {p.number} is listed twice", field=where)
+                raise InvalidInput.because("period_listed_twice", field=where, number=p.number)
             if p.ends_at <= p.starts_at:
-                raise InvalidInput(f"period {p.number} must end after it starts", field=where)
+                raise InvalidInput.because("period_end_before_start", field=where, number=p.number)
             numbers.add(p.number)
         ordered = sorted(self.periods, key=lambda p: p.starts_at)
         for a, b in pairwise(ordered):
             if b.starts_at < a.ends_at:
-                raise InvalidInput(f"periods {a.number} and {b.number} overlap", field="periods")
+                raise InvalidInput.because(
+                    "periods_overlap", field="periods", a=a.number, b=b.number
+                )
 
 
 def _holiday_dates(holidays: Sequence[Holiday] | Sequence[TermHoliday]) -> set[date]:
@@ -197,8 +201,8 @@ class TermCalendar:
             return self.periods[number]
         except KeyError:
             known = ", ".join(str(n) for n in sorted(self.periods)) or "none"
-            raise InvalidInput(
-                f"term {self.name!r} has no period {number} (periods: {known})", field="period"
+            raise InvalidInput.because(
+                "no_such_period", field="period", term=self.name, number=number, known=known
             ) from None
 
     def instant(self, day: date, at: time) -> datetime:
@@ -214,9 +218,11 @@ class TermCalendar:
         local = datetime.combine(day, at, tzinfo=self.zone)
         instant = local.astimezone(UTC)
         if instant.astimezone(self.zone).replace(tzinfo=None) != local.replace(tzinfo=None):
-            raise InvalidInput(
-                f"{day} {at:%H:%M} does not exist in {self.zone.key} (clocks change)",
+            raise InvalidInput.because(
+                "no_such_local_time",
                 field="start_time",
+                when=f"{day} {at:%H:%M}",
+                zone=self.zone.key,
             )
         self._instants[(day, at)] = instant
         return instant
@@ -264,8 +270,8 @@ async def create_term(db: AsyncSession, spec: TermSpec) -> Term:
         await db.commit()
     except IntegrityError:
         await db.rollback()
-        raise Conflict(
-            f"region {spec.region!r} already has a term named {spec.name!r}", field="name"
+        raise Conflict.because(
+            "term_name_taken", field="name", region=spec.region, name=spec.name
         ) from None
     return await load_term(db, term.id)
 
@@ -274,7 +280,7 @@ async def load_term(db: AsyncSession, term_id: int) -> Term:
     """The term with its holidays, make-up days and periods; NotFound if there is none."""
     term = await db.get(Term, term_id, populate_existing=True)
     if term is None:
-        raise NotFound(f"no term {term_id}", field="term_id")
+        raise NotFound.because("term_not_found", field="term_id", id=term_id)
     return term
 
 

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.util import identity_key
 
 from classroom import conflicts, terms
-from classroom.conflicts import Booking, DoubleBooking, TeacherKey, teacher_key
+from classroom.conflicts import Booking, DoubleBooking, Named, TeacherKey, teacher_key
 from classroom.lessons import transition
 from classroom.models import (
     Classroom,
@@ -83,32 +83,34 @@ class SeriesSpec:
         try:
             LessonKind(self.kind)
         except ValueError:
-            raise InvalidInput(f"unknown lesson kind {self.kind!r}", field="kind") from None
+            raise InvalidInput.because(
+                "unknown_lesson_kind", field="kind", kind=self.kind
+            ) from None
         try:
             WeekParity(self.week_parity)
         except ValueError:
-            raise InvalidInput(
-                f"week_parity is all, odd or even, not {self.week_parity!r}", field="week_parity"
+            raise InvalidInput.because(
+                "week_parity_choice", field="week_parity", value=self.week_parity
             ) from None
         if not 1 <= self.weekday <= 7:
-            raise InvalidInput("weekday is 1 (Monday) to 7 (Sunday)", field="weekday")
+            raise InvalidInput.because("weekday_range", field="weekday")
         for name in ("subject", "grade", "title", "teacher_name"):
             if not getattr(self, name).strip():
-                raise InvalidInput(f"{name} must not be empty", field=name)
+                raise InvalidInput.because("must_not_be_empty", field=name, name=name)
         if self.period is not None:
             if self.start_time is not None or self.end_time is not None:
-                raise InvalidInput("give a period or start and end times, not both", field="period")
+                raise InvalidInput.because("period_and_times", field="period")
             calendar.period(self.period)
         elif self.start_time is None or self.end_time is None:
-            raise InvalidInput("give a period, or both start_time and end_time", field="period")
+            raise InvalidInput.because("period_or_times", field="period")
         elif self.end_time <= self.start_time:
-            raise InvalidInput("the lesson must end after it starts", field="end_time")
+            raise InvalidInput.because("lesson_end_before_start", field="end_time")
         for name in ("first_date", "last_date"):
             value = getattr(self, name)
             if value is not None and not calendar.start <= value <= calendar.end:
-                raise InvalidInput(f"{name} {value} is outside the term", field=name)
+                raise InvalidInput.because("date_outside_term", field=name, name=name, date=value)
         if self.first_date and self.last_date and self.last_date < self.first_date:
-            raise InvalidInput("last_date is before first_date", field="last_date")
+            raise InvalidInput.because("last_before_first", field="last_date")
 
     @property
     def resolved_broadcast(self) -> bool:
@@ -227,10 +229,10 @@ class _Series:
     broadcast: bool
     content: bytes
     teacher: TeacherKey
-    source: str
+    source: Named
 
     @classmethod
-    def of(cls, s: LessonSeries, main_school_id: int, source: str | None) -> _Series:
+    def of(cls, s: LessonSeries, main_school_id: int, source: Named | None) -> _Series:
         return cls(
             id=s.id,
             pairing_id=s.pairing_id,
@@ -251,7 +253,7 @@ class _Series:
                 broadcast=s.broadcast,
             ),
             teacher=teacher_key(s.teacher_user_id, s.teacher_name, main_school_id),
-            source=source or f"series {s.id} {s.title!r}",
+            source=source or Named("series", s.id, s.title),
         )
 
 
@@ -323,13 +325,13 @@ async def sync_series(
     *,
     now: datetime | None = None,
     write: bool = True,
-    sources: Mapping[int, str] | None = None,
+    sources: Mapping[int, Named] | None = None,
 ) -> SyncReport:
     """Bring the lessons of `series` (all on `calendar`'s term) to what they should be.
 
     Raises DoubleBooking (nothing written) if any lesson it would create or move clashes
     with a lesson on the calendar or with another one it would create; each clash names
-    the series, or `sources[series.id]` (e.g. "CSV line 7"). Does not commit.
+    the series, or `sources[series.id]` (e.g. CSV line 7). Does not commit.
     """
     now = now or utcnow()
     if not series:
@@ -338,7 +340,7 @@ async def sync_series(
     rooms = await _rooms_of(db, [s.pairing_id for s in series])
     for s in series:
         if s.pairing_id not in rooms:
-            raise NotFound(f"no pairing {s.pairing_id}", field="pairing_id")
+            raise NotFound.because("pairing_not_found", field="pairing_id", id=s.pairing_id)
     await conflicts.lock_classrooms(db, (c for r in rooms.values() for c in r.classroom_ids))
     await conflicts.lock_teachers(
         db,
@@ -590,9 +592,8 @@ async def check_teacher_account(db: AsyncSession, user_id: int, main_school_id: 
         or teacher.disabled
         or teacher.school_id != main_school_id
     ):
-        raise InvalidInput(
-            f"user {user_id} is not an active teacher of the main classroom's school",
-            field="teacher_user_id",
+        raise InvalidInput.because(
+            "not_a_school_teacher", field="teacher_user_id", user_id=user_id
         )
     return teacher
 
@@ -600,7 +601,7 @@ async def check_teacher_account(db: AsyncSession, user_id: int, main_school_id: 
 async def main_school_of_pairing(db: AsyncSession, pairing_id: int) -> int:
     rooms = await _rooms_of(db, [pairing_id])
     if pairing_id not in rooms:
-        raise NotFound(f"no pairing {pairing_id}", field="pairing_id")
+        raise NotFound.because("pairing_not_found", field="pairing_id", id=pairing_id)
     return rooms[pairing_id].main_school_id
 
 
@@ -613,7 +614,7 @@ async def create_series(
     main_school = await main_school_of_pairing(db, spec.pairing_id)
     pairing = await db.get(Pairing, spec.pairing_id)
     if pairing is not None and not pairing.active:
-        raise Conflict(f"pairing {spec.pairing_id} is archived", field="pairing_id")
+        raise Conflict.because("pairing_archived", field="pairing_id", id=spec.pairing_id)
     if spec.teacher_user_id is not None:
         await check_teacher_account(db, spec.teacher_user_id, main_school)
     series = LessonSeries(term_id=term_id)
@@ -632,7 +633,7 @@ async def create_series(
 async def get_series(db: AsyncSession, series_id: int) -> LessonSeries:
     series = await db.get(LessonSeries, series_id, populate_existing=True)
     if series is None:
-        raise NotFound(f"no series {series_id}")
+        raise NotFound.because("series_not_found", id=series_id)
     return series
 
 
@@ -646,10 +647,7 @@ async def update_series(
     """
     series = await get_series(db, series_id)
     if spec.pairing_id != series.pairing_id:
-        raise InvalidInput(
-            "a series keeps its pairing; end it (last_date) and create a new one",
-            field="pairing_id",
-        )
+        raise InvalidInput.because("series_keeps_pairing", field="pairing_id")
     calendar = await terms.calendar_of(db, series.term_id)
     spec.check(calendar)
     if spec.teacher_user_id is not None and spec.teacher_user_id != series.teacher_user_id:
@@ -775,7 +773,13 @@ async def replace_term(
             try:
                 spec_of(s).check(calendar)
             except InvalidInput as exc:
-                raise InvalidInput(f"series {s.id}: {exc.message}", field=exc.field) from None
+                # Which series, said before its own refusal (whose reason and params stand).
+                raise InvalidInput(
+                    f"series {s.id}: {exc.message}",
+                    field=exc.field,
+                    reason=exc.reason,
+                    params=exc.params,
+                ) from None
         report = await sync_series(db, calendar, series, now=now)
     except BaseException:
         await db.rollback()
@@ -798,14 +802,16 @@ async def get_occurrence(db: AsyncSession, lesson_id: int) -> tuple[SeriesOccurr
     ).first()
     if row is None:
         if await db.get(Lesson, lesson_id) is None:
-            raise NotFound(f"no lesson {lesson_id}")
-        raise NotFound(f"lesson {lesson_id} is not an occurrence of a series")
+            raise NotFound.because("lesson_not_found", id=lesson_id)
+        raise NotFound.because("not_an_occurrence", lesson_id=lesson_id)
     return row[0], row[1]
 
 
 def _must_be_scheduled(lesson: Lesson, what: str) -> None:
     if lesson.state != LessonState.SCHEDULED.value:
-        raise Conflict(f"lesson {lesson.id} is {lesson.state}; only a scheduled one can be {what}")
+        raise Conflict.because(
+            "lesson_not_scheduled", lesson_id=lesson.id, state=lesson.state, action=what
+        )
 
 
 async def move_occurrence(
@@ -828,21 +834,21 @@ async def move_occurrence(
     series = await get_series(db, occ.series_id)
     calendar = await terms.calendar_of(db, series.term_id)
     if not calendar.start <= day <= calendar.end:
-        raise InvalidInput(f"{day} is outside term {calendar.name!r}", field="date")
+        raise InvalidInput.because("move_outside_term", field="date", date=day, term=calendar.name)
     if calendar.is_holiday(day):
-        raise InvalidInput(f"{day} is a holiday of term {calendar.name!r}", field="date")
+        raise InvalidInput.because("move_to_holiday", field="date", date=day, term=calendar.name)
     if period is not None:
         if start_time is not None or end_time is not None:
-            raise InvalidInput("give a period or start and end times, not both", field="period")
+            raise InvalidInput.because("period_and_times", field="period")
         p = calendar.period(period)
         start_time, end_time = p.starts_at, p.ends_at
     elif start_time is None or end_time is None:
-        raise InvalidInput("give a period, or both start_time and end_time", field="period")
+        raise InvalidInput.because("period_or_times", field="period")
     if end_time <= start_time:
-        raise InvalidInput("the lesson must end after it starts", field="end_time")
+        raise InvalidInput.because("lesson_end_before_start", field="end_time")
     start, end = calendar.instant(day, start_time), calendar.instant(day, end_time)
     if start <= now:
-        raise InvalidInput("a lesson can only be moved to a time still to come", field="date")
+        raise InvalidInput.because("move_to_past", field="date")
     await _refuse_for_lesson(
         db, lesson, start, end, lesson.teacher_user_id, lesson.teacher_name, calendar.zone
     )
@@ -859,7 +865,7 @@ async def substitute_teacher(
     occ, lesson = await get_occurrence(db, lesson_id)
     _must_be_scheduled(lesson, "given another teacher")
     if not teacher_name.strip():
-        raise InvalidInput("teacher_name must not be empty", field="teacher_name")
+        raise InvalidInput.because("must_not_be_empty", field="teacher_name", name="teacher_name")
     rooms = await _rooms_of(db, [lesson.pairing_id])
     main_school = rooms[lesson.pairing_id].main_school_id
     if teacher_user_id is not None:
@@ -912,7 +918,7 @@ async def _refuse_for_lesson(
         teacher=key,
         teacher_name=teacher_name,
         title=lesson.title,
-        source=f"lesson {lesson.id} {lesson.title!r}",
+        source=Named("lesson", lesson.id, lesson.title),
     )
     try:
         await conflicts.refuse_clashes(db, [proposal], ignore_lesson_ids={lesson.id}, zone=zone)

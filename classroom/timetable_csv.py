@@ -30,8 +30,8 @@ from datetime import datetime, time
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from classroom import terms
-from classroom.conflicts import DoubleBooking, normalise_name
+from classroom import refusals, terms
+from classroom.conflicts import DoubleBooking, Named, normalise_name
 from classroom.models import (
     Classroom,
     DomainError,
@@ -119,6 +119,18 @@ class RowError:
     line: int  # in the file, the header being line 1
     column: str | None  # the header as the admin knows it ("主讲教室"), None for the row
     message: str
+    # the refusal of classroom/refusals.py the message says, and its params
+    reason: str = ""
+    params: dict[str, refusals.Param] = field(default_factory=dict)
+
+
+class CellRefused(ValueError):
+    """A cell (or a classroom in it) the import cannot use: a refusal of the catalogue."""
+
+    def __init__(self, reason: str, **params: object) -> None:
+        message, self.params = refusals.render(reason, params)
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -135,11 +147,14 @@ class ImportRejected(InvalidInput):
 
     def __init__(self, errors: list[RowError]) -> None:
         lines = sorted({e.line for e in errors})
-        super().__init__(
-            f"{len(lines)} row(s) of the timetable are refused (lines "
-            f"{', '.join(map(str, lines[:20]))}{'...' if len(lines) > 20 else ''}); "
-            "nothing was imported"
+        message, params = refusals.render(
+            "csv_rows_refused",
+            {
+                "count": len(lines),
+                "lines": ", ".join(map(str, lines[:20])) + ("..." if len(lines) > 20 else ""),
+            },
         )
+        super().__init__(message, reason="csv_rows_refused", params=params)
         self.errors = sorted(errors, key=lambda e: (e.line, e.column or ""))
 
 
@@ -149,12 +164,12 @@ class ImportRejected(InvalidInput):
 def decode(data: bytes) -> str:
     """The file's text: UTF-16 (BOM), UTF-8 (BOM or not), else GB18030 (GBK's superset)."""
     if len(data) > MAX_BYTES:
-        raise InvalidInput(f"the file exceeds {MAX_BYTES // (1024 * 1024)} MiB")
+        raise InvalidInput.because("csv_too_large", mib=MAX_BYTES // (1024 * 1024))
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             return data.decode("utf-16")
         except UnicodeDecodeError:
-            raise InvalidInput("the file starts like UTF-16 but is not") from None
+            raise InvalidInput.because("csv_bad_utf16") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -162,7 +177,7 @@ def decode(data: bytes) -> str:
     try:
         return data.decode("gb18030")
     except UnicodeDecodeError:
-        raise InvalidInput("the file is neither UTF-8 nor GB18030/GBK text") from None
+        raise InvalidInput.because("csv_encoding") from None
 
 
 def _clean(text: str) -> str:
@@ -177,7 +192,7 @@ def read_rows(text: str) -> tuple[dict[str, int], list[tuple[int, list[str]]]]:
     try:
         header = next(reader)
     except StopIteration:
-        raise InvalidInput("the file is empty") from None
+        raise InvalidInput.because("csv_empty_file") from None
     columns: dict[str, int] = {}
     unknown = []
     for i, cell in enumerate(header):
@@ -188,24 +203,27 @@ def read_rows(text: str) -> tuple[dict[str, int], list[tuple[int, list[str]]]]:
         if key is None:
             unknown.append(cell.strip())
         elif key in columns:
-            raise InvalidInput(f"line 1: column {_LABEL[key]} appears twice")
+            raise InvalidInput.because("csv_column_twice", column=_LABEL[key])
         else:
             columns[key] = i
     missing = [_LABEL[k] for k in REQUIRED if k not in columns]
-    if "period" not in columns and not {"start_time", "end_time"} <= columns.keys():
-        missing.append(f"{_LABEL['period']} (or {_LABEL['start_time']} and {_LABEL['end_time']})")
-    if missing:
-        detail = f"; unknown columns: {', '.join(unknown)}" if unknown else ""
-        raise InvalidInput(f"line 1: missing columns {', '.join(missing)}{detail}")
+    no_period = "period" not in columns and not {"start_time", "end_time"} <= columns.keys()
+    if missing or no_period:
+        raise InvalidInput.because(
+            "csv_missing_columns",
+            columns=", ".join(missing),
+            missing_period=no_period,
+            unknown=", ".join(unknown),
+        )
     rows = []
     try:
         for cells in reader:
             if any(c.strip() for c in cells):
                 rows.append((reader.line_num, cells))
             if len(rows) > MAX_ROWS:
-                raise InvalidInput(f"more than {MAX_ROWS} rows; split the file")
+                raise InvalidInput.because("csv_many_rows", max=MAX_ROWS)
     except csv.Error as exc:
-        raise InvalidInput(f"line {reader.line_num}: not valid CSV ({exc})") from None
+        raise InvalidInput.because("csv_syntax", line=reader.line_num, detail=str(exc)) from None
     return columns, rows
 
 
@@ -217,7 +235,7 @@ def parse_weekday(text: str) -> int:
             break
     if value in _WEEKDAYS:
         return _WEEKDAYS[value]
-    raise ValueError(f"{text.strip()!r} is not a weekday (星期一..星期日, 周一, 1..7)")
+    raise CellRefused("csv_not_weekday", value=text.strip())
 
 
 def parse_period(text: str) -> int:
@@ -230,7 +248,7 @@ def parse_period(text: str) -> int:
         number = _chinese_number(n)
         if number is not None:
             return number
-    raise ValueError(f"{text.strip()!r} is not a period (3, 第3节, 第三节)")
+    raise CellRefused("csv_not_period", value=text.strip())
 
 
 def _chinese_number(text: str) -> int | None:
@@ -257,7 +275,7 @@ def parse_time(text: str) -> time:
         hour, minute = int(match[1]), int(match[2])
         if hour < 24 and minute < 60:
             return time(hour, minute)
-    raise ValueError(f"{text.strip()!r} is not a time (09:55)")
+    raise CellRefused("csv_not_time", value=text.strip())
 
 
 # --------------------------------------------------------------- resolving
@@ -277,7 +295,7 @@ class _Directory:
     def classroom(self, text: str) -> Classroom:
         room = self._classroom(text)
         if not room.active or not room.school.active:
-            raise ValueError(f"classroom {room.school.name}/{room.name} is archived")
+            raise CellRefused("csv_classroom_archived", classroom=f"{room.school.name}/{room.name}")
         return room
 
     def _classroom(self, text: str) -> Classroom:
@@ -285,13 +303,13 @@ class _Directory:
         if match := re.fullmatch(r"#(\d+)", value):
             room = self.by_id.get(int(match[1]))
             if room is None:
-                raise ValueError(f"no classroom #{match[1]}")
+                raise CellRefused("csv_no_classroom_id", id=int(match[1]))
             return room
         if "/" in value:
             school, _, name = value.rpartition("/")
             room = self.by_school_room.get((_key(school), _key(name)))
             if room is None:
-                raise ValueError(f"unknown classroom {value!r}")
+                raise CellRefused("csv_unknown_classroom", value=value)
             return room
         matches = self.by_room.get(_key(value), [])
         # An archived room of the same name elsewhere does not make the name ambiguous.
@@ -300,8 +318,8 @@ class _Directory:
             return matches[0]
         if matches:
             schools = "、".join(sorted(f"{r.school.name}/{r.name}" for r in matches))
-            raise ValueError(f"classroom {value!r} is ambiguous ({schools}); write 学校/教室")
-        raise ValueError(f"unknown classroom {value!r}")
+            raise CellRefused("csv_ambiguous_classroom", value=value, rooms=schools)
+        raise CellRefused("csv_unknown_classroom", value=value)
 
 
 def _key(text: str) -> str:
@@ -366,14 +384,16 @@ async def import_timetable(
         try:
             spec = _row_spec(cells, columns, directory, calendar, school_id)
         except _RowProblem as problem:
-            errors.append(RowError(line, problem.column, problem.message))
+            errors.append(
+                RowError(line, problem.column, problem.message, problem.reason, problem.params)
+            )
             continue
         series = LessonSeries(term_id=term_id)
         apply_spec(series, spec)
         series_by_line[line] = series
     report = ImportReport(rows=len(rows), dry_run=dry_run)
     if not rows:
-        raise InvalidInput("the file has a header but no rows")
+        raise InvalidInput.because("csv_no_rows")
     try:
         db.add_all(series_by_line.values())
         await db.flush()
@@ -386,7 +406,7 @@ async def import_timetable(
                 list(series_by_line.values()),
                 now=now,
                 write=not errors and not dry_run,
-                sources={sid: f"CSV line {line}" for sid, line in line_of.items()},
+                sources={sid: Named("csv_line", line) for sid, line in line_of.items()},
             )
         except DoubleBooking as exc:
             errors += _clash_errors(exc, line_of)
@@ -407,23 +427,35 @@ async def import_timetable(
 
 def _clash_errors(exc: DoubleBooking, line_of: dict[int, int]) -> list[RowError]:
     """One error per bad line: its first clash, and how many of its lessons clash."""
-    per_line: dict[int, list[str]] = defaultdict(list)
-    for clash, message in zip(exc.clashes, exc.messages, strict=True):
+    per_line: dict[int, list[dict[str, object]]] = defaultdict(list)
+    for clash, params in zip(exc.clashes, exc.clash_params, strict=True):
         line = line_of.get(clash.booking.ref)  # type: ignore[arg-type]
         if line is not None:
-            per_line[line].append(message)
+            per_line[line].append(params)
     out = []
-    for line, messages in per_line.items():
-        more = f" ({len(messages)} lessons of this row clash)" if len(messages) > 1 else ""
-        out.append(RowError(line, None, f"conflict: {messages[0]}{more}"))
+    for line, clashes in per_line.items():
+        reason = "row_double_booked"
+        message, params = refusals.render(reason, {**clashes[0], "row_clashes": len(clashes)})
+        out.append(RowError(line, None, message, reason, params))
     return out
 
 
 class _RowProblem(Exception):
-    def __init__(self, column: str | None, message: str) -> None:
+    def __init__(self, where: str | None, reason: str, /, **params: object) -> None:
+        message, self.params = refusals.render(reason, params)
         super().__init__(message)
-        self.column = column
+        self.column = where
         self.message = message
+        self.reason = reason
+
+    @classmethod
+    def of(cls, column: str | None, exc: CellRefused | DomainError) -> _RowProblem:
+        """The row refused for the reason `exc` gives (a cell's, or the row's rules')."""
+        problem = cls.__new__(cls)
+        Exception.__init__(problem, str(exc))
+        problem.column, problem.message = column, str(exc)
+        problem.reason, problem.params = exc.reason or "", dict(exc.params)
+        return problem
 
 
 def _row_spec(
@@ -440,14 +472,14 @@ def _row_spec(
     def need(key: str) -> str:
         value = cell(key)
         if not value:
-            raise _RowProblem(_LABEL[key], f"{_LABEL[key]} is empty")
+            raise _RowProblem(_LABEL[key], "csv_empty_cell", column=_LABEL[key])
         return value
 
     def parsed(key: str, parse):  # type: ignore[no-untyped-def]
         try:
             return parse(need(key))
-        except ValueError as exc:
-            raise _RowProblem(_LABEL[key], str(exc)) from None
+        except CellRefused as exc:
+            raise _RowProblem.of(_LABEL[key], exc) from None
 
     weekday = parsed("weekday", parse_weekday)
     period = start_time = end_time = None
@@ -456,7 +488,7 @@ def _row_spec(
         if period not in calendar.periods:
             known = ", ".join(str(n) for n in sorted(calendar.periods)) or "none"
             raise _RowProblem(
-                _LABEL["period"], f"term {calendar.name!r} has no period {period} ({known})"
+                _LABEL["period"], "csv_no_period", term=calendar.name, number=period, known=known
             )
     else:
         start_time = parsed("start_time", parse_time)
@@ -464,34 +496,33 @@ def _row_spec(
     main = parsed("main", directory.classroom)
     if school_id is not None and main.school_id != school_id:
         raise _RowProblem(
-            _LABEL["main"], f"main classroom {main.school.name}/{main.name} is not in your school"
+            _LABEL["main"], "csv_not_your_school", classroom=f"{main.school.name}/{main.name}"
         )
     receiving = []
     for part in _ROOM_LIST.split(need("receiving")):
         if part.strip():
             try:
                 receiving.append(directory.classroom(part))
-            except ValueError as exc:
-                raise _RowProblem(_LABEL["receiving"], str(exc)) from None
+            except CellRefused as exc:
+                raise _RowProblem.of(_LABEL["receiving"], exc) from None
     wanted = frozenset(r.id for r in receiving)
     pairing_id = directory.pairings.get((main.id, wanted))
     if pairing_id is None:
         names = "、".join(f"{r.school.name}/{r.name}" for r in receiving)
         raise _RowProblem(
             _LABEL["receiving"],
-            f"no pairing of main classroom {main.school.name}/{main.name} with {names}; "
-            "pair them first",
+            "csv_no_pairing",
+            main=f"{main.school.name}/{main.name}",
+            receiving=names,
         )
     kind = LessonKind.DEDICATED
     if value := cell("kind"):
         kind = _KINDS.get(_clean(value).lower())  # type: ignore[assignment]
         if kind is None:
-            raise _RowProblem(
-                _LABEL["kind"], f"unknown lesson type {value!r} (专递课堂/名师课堂/名校网络课堂)"
-            )
+            raise _RowProblem(_LABEL["kind"], "csv_unknown_kind", value=value)
     parity = _PARITY.get(_clean(cell("parity")).lower())
     if parity is None:
-        raise _RowProblem(_LABEL["parity"], f"{cell('parity')!r} is not 每周, 单周 or 双周")
+        raise _RowProblem(_LABEL["parity"], "csv_not_parity", value=cell("parity"))
     teacher_name = need("teacher")
     teacher_user_id = None
     if account := cell("teacher_account"):
@@ -499,7 +530,9 @@ def _row_spec(
         if user is None or user.school_id != main.school_id:
             raise _RowProblem(
                 _LABEL["teacher_account"],
-                f"no active teacher account {account!r} in {main.school.name}",
+                "csv_no_teacher_account",
+                account=account,
+                school=main.school.name,
             )
         teacher_user_id = user.id
     else:
@@ -509,8 +542,10 @@ def _row_spec(
         if len(same_name) > 1:
             raise _RowProblem(
                 _LABEL["teacher"],
-                f"{main.school.name} has {len(same_name)} teacher accounts named "
-                f"{teacher_name!r}; add a 教师账号 column",
+                "csv_teacher_ambiguous",
+                school=main.school.name,
+                count=len(same_name),
+                name=teacher_name,
             )
         if same_name:
             teacher_user_id = same_name[0].id
@@ -531,5 +566,5 @@ def _row_spec(
     try:
         spec.check(calendar)
     except DomainError as exc:
-        raise _RowProblem(None, exc.message) from None
+        raise _RowProblem.of(None, exc) from None
     return spec

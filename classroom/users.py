@@ -18,6 +18,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from classroom import refusals
 from classroom.models import (
     ApiToken,
     Classroom,
@@ -51,8 +52,8 @@ class AuthenticationFailed(DomainError):
     """
 
     def __init__(self, reason: str, user: User | None = None) -> None:
-        super().__init__("invalid username or password")
-        self.reason = reason
+        message, params = refusals.render(reason, {})
+        super().__init__(message, reason=reason, params=params)
         self.user = user
 
 
@@ -85,12 +86,12 @@ async def create_user(
     try:
         role = UserRole(role)
     except ValueError:
-        raise InvalidInput(f"unknown role {role!r}", field="role") from None
+        raise InvalidInput.because("unknown_role", field="role", role=role) from None
     check_password_rules(username, password)
     if role == UserRole.DEVICE or classroom_id is not None:
         school_id = (await device_classroom(db, role, classroom_id, school_id)).school_id
     elif school_id is not None and await db.get(School, school_id) is None:
-        raise NotFound(f"no school {school_id}", field="school_id")
+        raise NotFound.because("school_not_found", field="school_id", id=school_id)
     user = User(
         username=username,
         display_name=display_name or username,
@@ -104,7 +105,7 @@ async def create_user(
         await db.commit()
     except IntegrityError:
         await db.rollback()
-        raise Conflict(f"username {username!r} is taken", field="username") from None
+        raise Conflict.because("username_taken", field="username", username=username) from None
     return user
 
 
@@ -114,21 +115,21 @@ async def device_classroom(
     """The classroom a device account is bound to, checked: only devices are bound, every
     device is, to an existing active classroom, in `school_id` when that is given."""
     if role != UserRole.DEVICE:
-        raise InvalidInput("only a device account is bound to a classroom", field="classroom_id")
+        raise InvalidInput.because("not_a_device", field="classroom_id")
     if classroom_id is None:
-        raise InvalidInput(
-            "a device account is its classroom's own: name the classroom", field="classroom_id"
-        )
+        raise InvalidInput.because("device_needs_classroom", field="classroom_id")
     classroom = await db.get(Classroom, classroom_id)
     if classroom is None:
-        raise NotFound(f"no classroom {classroom_id}", field="classroom_id")
+        raise NotFound.because("classroom_not_found", field="classroom_id", id=classroom_id)
     if not classroom.active:
-        raise Conflict(f"classroom {classroom_id} is archived", field="classroom_id")
+        raise Conflict.because("classroom_archived", field="classroom_id", id=classroom_id)
     if school_id is not None and school_id != classroom.school_id:
-        raise InvalidInput(
-            f"classroom {classroom_id} is in school {classroom.school_id}, not {school_id}; "
-            "a device's school is its classroom's",
+        raise InvalidInput.because(
+            "device_school_mismatch",
             field="school_id",
+            classroom_id=classroom_id,
+            classroom_school_id=classroom.school_id,
+            school_id=school_id,
         )
     return classroom
 
@@ -169,9 +170,9 @@ def token_revoked_for(user: User, classroom_id: int | None) -> str | None:
 def check_password_rules(username: str, password: str, *, field: str = "password") -> None:
     """Refuse passwords that are too short or are the username (in any case)."""
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidInput(f"a password has at least {MIN_PASSWORD_LENGTH} characters", field=field)
+        raise InvalidInput.because("password_too_short", field=field, min=MIN_PASSWORD_LENGTH)
     if password.strip().casefold() == username.strip().casefold():
-        raise InvalidInput("a password must not be the username", field=field)
+        raise InvalidInput.because("password_is_username", field=field)
 
 
 async def set_password(db: AsyncSession, user: User, password: str) -> None:
@@ -286,7 +287,7 @@ async def change_password(db: AsyncSession, user: User, current: str, new: str) 
     user = await authenticate(db, user.username, current)
     check_password_rules(user.username, new, field="new")
     if new == current:
-        raise InvalidInput("the new password is the current one", field="new")
+        raise InvalidInput.because("password_unchanged", field="new")
     await set_password(db, user, new)
     return user
 
@@ -320,7 +321,7 @@ async def update_user(
         try:
             role = UserRole(role)
         except ValueError:
-            raise InvalidInput(f"unknown role {role!r}", field="role") from None
+            raise InvalidInput.because("unknown_role", field="role", role=role) from None
     new_role = role or UserRole(user.role)
     bound = classroom_id
     if new_role == UserRole.DEVICE and bound is None and user.classroom_id is not None:
@@ -333,7 +334,7 @@ async def update_user(
     elif classroom_id is not None:
         await device_classroom(db, new_role, classroom_id, school_id)  # raises: not a device
     if school_id is not None and await db.get(School, school_id) is None:
-        raise NotFound(f"no school {school_id}", field="school_id")
+        raise NotFound.because("school_not_found", field="school_id", id=school_id)
     if role is not None:
         user.role = role.value
     user.classroom_id = bound if new_role == UserRole.DEVICE else None
