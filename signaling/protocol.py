@@ -11,7 +11,7 @@ forwarded leg); clients only answer. That also rules out offer glare.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import msgspec
 from msgspec import Meta
@@ -160,8 +160,9 @@ class Ping(_Message, tag="ping"):
     t: float | None = None
 
 
-ClientMessage = Join | Answer | Ice | Subscribe | Stage | RaiseHand | LowerHand | MuteRequest
-ClientMessage = ClientMessage | Leave | Ping
+ClientMessage = (
+    Join | Answer | Ice | Subscribe | Stage | RaiseHand | LowerHand | MuteRequest | Leave | Ping
+)
 
 # ----------------------------------------------------------------------- server to client
 
@@ -232,12 +233,11 @@ class Error(_Message, tag="error"):
     fatal: bool = False
 
 
-ServerMessage = Joined | Offer | Slots | Tracks | LessonState | MuteNotice | Pong | LessonEnded
-ServerMessage = ServerMessage | Error
-
-CLIENT_TYPES = frozenset(
-    t.__struct_config__.tag for t in ClientMessage.__args__  # type: ignore[attr-defined]
+ServerMessage = (
+    Joined | Offer | Slots | Tracks | LessonState | MuteNotice | Pong | LessonEnded | Error
 )
+
+CLIENT_TYPES = frozenset(t.__struct_config__.tag for t in get_args(ClientMessage))
 
 _client_decoder = msgspec.json.Decoder(ClientMessage)
 _encoder = msgspec.json.Encoder()

@@ -218,6 +218,7 @@ async def _supersede(db: AsyncSession, pairing: Pairing) -> None:
     )
     for lesson_id in list(stale):
         current = await lessons.get_lesson(db, lesson_id)
+        assert current is not None  # listed just now, in this session
         to = LessonState.CANCELLED if current.state == LessonState.SCHEDULED else LessonState.ENDED
         await lessons.transition(db, lesson_id, to, reason="superseded_by_demo")
 

@@ -14,10 +14,14 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import date, time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from signaling.cli.settings import add_settings_arguments, settings_from_args
+
+if TYPE_CHECKING:
+    from classroom.terms import Holiday, MakeupDay, Period
 
 
 def add_term_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -124,7 +128,7 @@ def _list(args: argparse.Namespace) -> int:
     return _run(args, work)
 
 
-def _parse_holiday(text: str):  # type: ignore[no-untyped-def]
+def _parse_holiday(text: str) -> Holiday:
     from classroom.terms import Holiday
 
     match = re.fullmatch(r"(\d{4}-\d\d-\d\d)(?:\.\.(\d{4}-\d\d-\d\d))?(?::(.*))?", text)
@@ -134,7 +138,7 @@ def _parse_holiday(text: str):  # type: ignore[no-untyped-def]
     return Holiday(start, date.fromisoformat(match[2]) if match[2] else start, match[3] or "")
 
 
-def _parse_makeup(text: str):  # type: ignore[no-untyped-def]
+def _parse_makeup(text: str) -> MakeupDay:
     from classroom.terms import MakeupDay
 
     match = re.fullmatch(r"(\d{4}-\d\d-\d\d)=([1-7])(?::(.*))?", text)
@@ -143,7 +147,7 @@ def _parse_makeup(text: str):  # type: ignore[no-untyped-def]
     return MakeupDay(date.fromisoformat(match[1]), int(match[2]), match[3] or "")
 
 
-def _parse_period(text: str):  # type: ignore[no-untyped-def]
+def _parse_period(text: str) -> Period:
     from classroom.terms import Period
 
     match = re.fullmatch(r"(\d{1,2})=(\d\d:\d\d)-(\d\d:\d\d)", text)

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from classroom.lessons import LessonRoster
 from signaling import protocol
@@ -31,6 +31,9 @@ from signaling.live.state import (
 from signaling.live.tokens import JoinClaims
 from signaling.media.publication import Publication
 from signaling.media.subscription import SubscriberLeg
+
+if TYPE_CHECKING:
+    from signaling.media.room_connection import RoomConnection
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +60,7 @@ class Participant(Protocol):
     claims: JoinClaims | None
     selection: set[str] | None
     end_reason: str
+    connection: RoomConnection | None  # set once the join is accepted
 
     async def apply_sources(self, desired: list[Publication]) -> None: ...
 
@@ -257,7 +261,7 @@ class LiveLesson:
                     classroom_id=room.classroom_id,
                     name=room.name,
                     school_name=room.school_name,
-                    role=room.role,
+                    role=room.role,  # type: ignore[arg-type]  # from a column CHECKed to RoomRole
                     connected=room.classroom_id in self.rooms,
                     hand_raised=presence.hand_raised,
                     audio_muted=presence.muted["audio"],
@@ -284,7 +288,7 @@ class LiveLesson:
                 protocol.TrackInfo(
                     track_id=publication.track_id,
                     classroom_id=publication.classroom_id,
-                    kind=publication.kind,  # type: ignore[arg-type]
+                    kind=publication.kind,  # type: ignore[arg-type]  # aiortc's str, "audio" | "video"
                     codec=codec.mimeType if codec else "",
                     muted=presence.muted.get(publication.kind, False),
                 )

@@ -526,8 +526,8 @@ def _fatal(code: ErrorCode, message: str, ref: str | None) -> ProtocolError:
     return ProtocolError(code, message, ref, fatal=True)
 
 
-def _type_of(message: object) -> str:
-    return type(message).__struct_config__.tag  # type: ignore[attr-defined]
+def _type_of(message: protocol.ClientMessage) -> str:
+    return str(type(message).__struct_config__.tag)  # every message type has a str tag
 
 
 def _log_task_failure(task: asyncio.Future) -> None:

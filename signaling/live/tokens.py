@@ -148,7 +148,7 @@ def _claims(raw: dict[str, Any]) -> JoinClaims:
     if isinstance(classroom_id, bool):
         raise invalid("classroom is not an integer")
     try:
-        role = JoinRole(raw.get("role"))
+        role = JoinRole(raw.get("role", ""))  # missing: ValueError, as for an unknown role
     except ValueError:
         raise invalid("unknown role") from None
     try:

@@ -49,8 +49,10 @@ KEYFRAME_RETRY = 0.6  # s before asking again while a sink still waits
 class TrackSink(Protocol):
     """Receives one published track's RTP packets as they arrive."""
 
-    # True while the sink cannot start without a keyframe.
-    waiting_for_keyframe: bool
+    @property
+    def waiting_for_keyframe(self) -> bool:
+        """True while the sink cannot start without a keyframe (an attribute will do)."""
+        ...
 
     async def write_rtp(self, packet: RtpPacket, keyframe: bool) -> None: ...
 
@@ -168,7 +170,9 @@ class Publication:
         self.codec = media[0]
         mime = self.codec.mimeType.lower()
         self._payload_types = frozenset(
-            c.payloadType for c in media if c.mimeType.lower() == mime
+            c.payloadType
+            for c in media
+            if c.mimeType.lower() == mime and c.payloadType is not None
         )
         self._detect_keyframe = keyframe_detector(self.codec.mimeType)
         self._stats = StreamStatistics(self.codec.clockRate)
@@ -181,6 +185,7 @@ class Publication:
             self.counters.wrong_payload_type += 1
             return
         self.ssrc = packet.ssrc
+        # _stats is set by start() together with _payload_types, which let the packet in
         self._stats.add(packet)  # type: ignore[union-attr]
         counters = self.counters
         counters.packets += 1
@@ -266,9 +271,9 @@ class Publication:
         return min(candidates) if candidates else None
 
     def receiver_report_blocks(self) -> list[RtcpReceiverInfo]:
-        if self._stats is None or self.ssrc is None or self._stats.max_seq is None:
-            return []
         stats = self._stats
+        if stats is None or self.ssrc is None or stats.max_seq is None:
+            return []
         dlsr = 0
         if self._lsr_time:
             delay = time.monotonic() - self._lsr_time

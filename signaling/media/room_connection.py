@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Literal, cast
 
 from aiortc import (
     RTCBundlePolicy,
@@ -162,11 +162,12 @@ class RoomConnection:
         needs_offer = False
         for track_id, publication in want.items():
             key = codec_key(publication)
-            leg = next(
+            found = next(
                 (f for f in free if f.kind == publication.kind and f.codec_mime == key), None
             )
-            if leg is not None:
-                free.remove(leg)
+            if found is not None:
+                free.remove(found)
+                leg = found
             else:
                 leg = self._add_leg(publication)
                 needs_offer = True
@@ -197,16 +198,17 @@ class RoomConnection:
         for transceiver in self.pc.getTransceivers():
             if transceiver.mid is None:
                 continue
+            kind = cast(protocol.Kind, transceiver.kind)  # "audio" | "video"; aiortc says str
             leg = self._leg_of(transceiver)
             if leg is None:
-                slots.append(Slot(mid=transceiver.mid, kind=transceiver.kind, direction="publish"))
+                slots.append(Slot(mid=transceiver.mid, kind=kind, direction="publish"))
                 continue
             track_id = self._assigned.get(id(leg))
             source = leg.source
             slots.append(
                 Slot(
                     mid=transceiver.mid,
-                    kind=transceiver.kind,
+                    kind=kind,
                     direction="subscribe",
                     track_id=track_id,
                     classroom_id=source.classroom_id if source is not None else None,

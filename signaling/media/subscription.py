@@ -137,6 +137,7 @@ class SubscriberLeg:
 
     def start(self, parameters: RTCRtpSendParameters) -> None:
         codec = next(c for c in parameters.codecs if not is_rtx(c))
+        assert codec.payloadType is not None  # a negotiated codec always has its number
         self._payload_type = codec.payloadType
         self._clock_rate = codec.clockRate
         for ext in parameters.headerExtensions:

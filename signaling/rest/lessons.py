@@ -385,9 +385,9 @@ async def _transition(call: Call, to: LessonState, reason: str | None = None) ->
             call.remote,
         )
     async with call.db() as db:
-        lesson = await lessons.get_lesson(db, lesson_id)
-        assert lesson is not None
-        return _lesson_out(lesson)
+        after = await lessons.get_lesson(db, lesson_id)
+        assert after is not None
+        return _lesson_out(after)
 
 
 async def _end_live(call: Call, reason: str) -> None:

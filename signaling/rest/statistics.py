@@ -335,7 +335,7 @@ async def list_alerts(call: Call) -> AlertList:
     return AlertList(
         server_time=now,
         not_started_after_s=alerts.NOT_STARTED_AFTER.total_seconds(),
-        items=[AlertOut(key=a.key, **asdict(a)) for a in found],  # type: ignore[arg-type]
+        items=[AlertOut(key=a.key, **asdict(a)) for a in found],
     )
 
 

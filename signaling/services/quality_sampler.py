@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypedDict
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -48,6 +49,18 @@ Job = Callable[[AsyncSession], Awaitable[object]]
 
 
 # ------------------------------------------------------------------ sampling
+
+
+class _Figures(TypedDict):
+    """One direction's figures of a Sample, beside its lesson, room, time and RTT."""
+
+    bitrate_kbps: float
+    packets: int
+    packets_lost: int
+    jitter_ms: float
+    freezes: int
+    freeze_ms: int
+    keyframe_requests: int
 
 
 @dataclass
@@ -95,7 +108,7 @@ class RoomProbe:
             )
         ]
 
-    def _upstream(self, seconds: float) -> dict[str, float | int]:
+    def _upstream(self, seconds: float) -> _Figures:
         """What the room sends us: our own reception statistics of its tracks."""
         total = _Previous()
         jitter = 0.0
@@ -117,7 +130,7 @@ class RoomProbe:
                 jitter = max(jitter, _jitter_ms(publication))
         return _figures(total, seconds, jitter)
 
-    def _downstream(self, seconds: float) -> dict[str, float | int]:
+    def _downstream(self, seconds: float) -> _Figures:
         """What we send the room: our legs' counters and the room's receiver reports."""
         total = _Previous()
         jitter = 0.0
@@ -158,7 +171,7 @@ def _jitter_ms(publication: Publication) -> float:
     return publication.loss()[2]
 
 
-def _figures(total: _Previous, seconds: float, jitter: float) -> dict[str, float | int]:
+def _figures(total: _Previous, seconds: float, jitter: float) -> _Figures:
     return {
         "bitrate_kbps": round(total.bytes * 8 / seconds / 1000, 2),
         "packets": total.packets,
