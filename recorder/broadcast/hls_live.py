@@ -217,7 +217,9 @@ def mux_segment(video: list[_Unit], audio: list[_Unit], *, audio_rate: int) -> b
         units.sort(key=lambda x: (x[0], x[1]))
         for pts, kind, unit in units:
             packet = av.Packet(unit.data)
-            packet.stream = video_stream if kind == 0 else audio_stream
+            stream = video_stream if kind == 0 else audio_stream
+            assert stream is not None  # audio units come only with an audio stream
+            packet.stream = stream
             packet.time_base = TIME_BASE
             packet.pts = packet.dts = pts
             if unit.keyframe or kind == 1:
@@ -574,7 +576,7 @@ class OpusToAac:
         self.frames_in += 1
 
     def _encode_frame(self, frame: av.AudioFrame, out: list[tuple[bytes, int]]) -> None:
-        assert self._encoder is not None
+        assert self._encoder is not None and frame.pts is not None
         self._next = frame.pts + frame.samples
         self._drain(self._encoder.encode(frame), out)
 

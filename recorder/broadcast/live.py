@@ -142,7 +142,7 @@ class LiveBroadcaster:
                 logger.warning("lesson %s: no broadcast: %s", self.lesson_id, self.unsupported)
                 return
             self.unsupported = None
-            sink: _BroadcastSink = _VideoSink(self, publication)
+            sink = _VideoSink(self, publication)
         elif publication.kind == "audio":
             if mime.lower() != "audio/opus":
                 logger.warning("lesson %s: audio %s not broadcast", self.lesson_id, mime)
@@ -219,6 +219,9 @@ class _BroadcastSink:
     @property
     def waiting_for_keyframe(self) -> bool:
         return False
+
+    async def write_rtp(self, packet: RtpPacket, keyframe: bool) -> None:
+        raise NotImplementedError  # _VideoSink and _AudioSink each write their own kind
 
     def close(self) -> None:
         if not self.closed:

@@ -17,6 +17,7 @@ as a signed 32-bit difference, so their wrap needs no care here (see recorder/ca
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiortc.codecs import depayload
@@ -120,6 +121,8 @@ class FrameAssembler:
         )
         self._depayload = depayload
         self._h264 = name == "h264"
+        self._keyframe_part: Callable[[bytes], bool]
+        self._starts_frame: Callable[[bytes], bool]
         if name == "h264":
             self._keyframe_part = _h264_keyframe_part
             self._starts_frame = _h264_starts_frame
@@ -219,8 +222,8 @@ class FrameAssembler:
     def _drain(self, out: list[AssembledFrame]) -> None:
         pending = self._pending
         while pending and self._next in pending:
-            self._consume(pending.pop(self._next), out)  # type: ignore[arg-type]
-            self._next += 1  # type: ignore[operator]
+            self._consume(pending.pop(self._next), out)
+            self._next += 1
         # a later hole waits from the first packet held behind it
         self._hole_since = pending[min(pending)].timestamp if pending else None
 

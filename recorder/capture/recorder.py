@@ -28,7 +28,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiortc.rtp import RtpPacket
 
@@ -225,16 +225,16 @@ class LessonRecorder:
         self._sync_task: asyncio.Task[None] | None = None
         self.directory.mkdir(parents=True, exist_ok=True)
         self._parts = self._existing_parts()
-        previous = self._read_lesson_json()
-        resumed = isinstance(previous, dict) and "clock_origin_unix" in previous
+        previous = self._read_lesson_json() or {}
+        resumed = "clock_origin_unix" in previous
         if resumed:
             # The server restarted mid-lesson (or the lesson came back after a crash was
             # closed as such): same clock, next parts, events appended, "recording" again.
-            self.origin_unix = float(previous["clock_origin_unix"])  # type: ignore[index]
+            self.origin_unix = float(previous["clock_origin_unix"])
         else:
             self.origin_unix = time.time()
         self._info = self._lesson_info()
-        if not resumed or previous.get("state") != "recording":  # type: ignore[union-attr]
+        if not resumed or previous.get("state") != "recording":
             # small and once per lesson; its fsync waits for the first sync tick (thread)
             self._write_lesson_json(self._info, sync=False)
         self._info_synced = False
@@ -447,11 +447,12 @@ class LessonRecorder:
                 parts[key] = max(parts.get(key, -1), int(m["part"]))
         return parts
 
-    def _read_lesson_json(self) -> dict[str, object] | None:
+    def _read_lesson_json(self) -> dict[str, Any] | None:
         try:
-            return json.loads((self.directory / "lesson.json").read_text())
+            data = json.loads((self.directory / "lesson.json").read_text())
         except (OSError, ValueError):
             return None
+        return data if isinstance(data, dict) else None
 
     def _lesson_info(self) -> dict[str, object]:
         roster = self.lesson.roster

@@ -94,8 +94,9 @@ def setup_recorder(app: web.Application) -> None:
             return
         logger.info("lesson %s recorded: %s", lesson.lesson_id, recorder.counters)
         task = asyncio.ensure_future(_finalise(app, lesson.lesson_id, recorder.directory))
-        finalising[lesson.lesson_id] = task
-        task.add_done_callback(lambda _t, lid=lesson.lesson_id: finalising.pop(lid, None))
+        lid = lesson.lesson_id
+        finalising[lid] = task
+        task.add_done_callback(lambda _t: finalising.pop(lid, None))
 
     async def stop_recording(app: web.Application) -> None:
         # Server shutdown mid-lesson: close the logs cleanly, leave state "recording" so a
@@ -115,7 +116,7 @@ def setup_recorder(app: web.Application) -> None:
 
 
 async def _finalise(app: web.Application, lesson_id: int, directory: Path) -> None:
-    for finaliser in list(app[FINALISERS]):
+    for finaliser in app[FINALISERS].copy():
         try:
             await finaliser(lesson_id, directory)
         except Exception:

@@ -43,7 +43,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -218,6 +218,8 @@ class LabelPainter:
             bands.append((top, 2 * r.px))
             top += 2 * r.px
         height = (top + 1) // 2 * 2
+        if self.font is None:  # a backend named by the caller on a host without the font
+            raise ValueError("no CJK font for drawtext")
         font = self.font.replace("\\", "\\\\").replace(":", "\\:").replace("'", "\\'")
         with tempfile.TemporaryDirectory(prefix="tongbu-labels-") as tmp:
             filters = []
@@ -300,9 +302,15 @@ def _placeholder_labels(tile: Tile) -> tuple[_LabelRequest, _LabelRequest]:
 
 
 def _plane_view(plane: av.video.plane.VideoPlane, width: int, height: int) -> np.ndarray:
-    """A (height, width) writable numpy view on one plane of a frame (rows are line_size)."""
-    rows = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
+    """A (height, width) writable numpy view on one plane of a frame (rows are line_size).
+
+    memoryview(plane), here and for audio: the same buffer, in a type numpy's stubs take."""
+    rows = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(-1, plane.line_size)
     return rows[:height, :width]
+
+
+# A label's blend at one place: x0, y0, x1, y1, then the keep and add weights
+_Overlay = tuple[int, int, int, int, np.ndarray, np.ndarray]
 
 
 class _Canvas:
@@ -315,7 +323,7 @@ class _Canvas:
 
     def __init__(self, width: int, height: int, *, as_frame: bool = False) -> None:
         self.width, self.height = width, height
-        self._overlays: dict[tuple[int, int, int, bool], tuple] = {}
+        self._overlays: dict[tuple[int, int, int, bool], _Overlay | None] = {}
         self.frame: av.VideoFrame | None = None
         if as_frame:
             self.frame = av.VideoFrame(width, height, "yuv420p")
@@ -368,7 +376,7 @@ class _Canvas:
 
     def _overlay(
         self, x: int, y: int, mask: np.ndarray, box: bool
-    ) -> tuple[int, int, int, int, np.ndarray, np.ndarray] | None:
+    ) -> _Overlay | None:
         pad = 4 if box else 0
         x0, y0 = max(0, (x - pad) & ~1), max(0, (y - pad) & ~1)
         x1 = min(self.width, (x + mask.shape[1] + pad + 1) & ~1)
@@ -427,7 +435,7 @@ class _VideoSource:
         self._resized_key: tuple[int, int, int] | None = None
         self._resized: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def _decode(self, room: RoomMedia) -> Iterator[tuple[float, av.VideoFrame]]:
+    def _decode(self, room: RoomMedia) -> Generator[tuple[float, av.VideoFrame], None, None]:
         assert room.video is not None
         container = _open(room.video, "video")
         if container is None:
@@ -440,6 +448,7 @@ class _VideoSource:
             ctx = stream.codec_context
             ctx.thread_type = "SLICE"  # one core: no frame threads, and no thread pool
             ctx.thread_count = 1
+            assert stream.time_base is not None  # a demuxed stream has one
             time_base = float(stream.time_base)
             stats = self._stats
             stats.decoded_frames.setdefault(room.classroom_id, 0)
@@ -498,7 +507,7 @@ class _VideoSource:
         return self._resized
 
     def close(self) -> None:
-        self._frames.close()  # type: ignore[attr-defined]
+        self._frames.close()
 
 
 def _mono_48k(frame: av.AudioFrame) -> np.ndarray | None:
@@ -509,15 +518,17 @@ def _mono_48k(frame: av.AudioFrame) -> np.ndarray | None:
     channels = len(frame.layout.channels)
     name = frame.format.name
     if name == "fltp":
-        first = np.frombuffer(frame.planes[0], dtype=np.float32, count=frame.samples)
+        first = np.frombuffer(memoryview(frame.planes[0]), dtype=np.float32, count=frame.samples)
         if channels == 1:
             return first
         total = first.copy()
         for plane in frame.planes[1:channels]:
-            total += np.frombuffer(plane, dtype=np.float32, count=frame.samples)
+            total += np.frombuffer(memoryview(plane), dtype=np.float32, count=frame.samples)
         return total / channels
     if name == "flt":
-        packed = np.frombuffer(frame.planes[0], dtype=np.float32, count=frame.samples * channels)
+        packed = np.frombuffer(
+            memoryview(frame.planes[0]), dtype=np.float32, count=frame.samples * channels
+        )
         return packed if channels == 1 else packed.reshape(-1, channels).mean(axis=1)
     return None
 
@@ -530,7 +541,7 @@ class _AudioSource:
         self._pending: tuple[int, np.ndarray] | None = None
 
     @staticmethod
-    def _decode(room: RoomMedia) -> Iterator[tuple[int, np.ndarray]]:
+    def _decode(room: RoomMedia) -> Generator[tuple[int, np.ndarray], None, None]:
         assert room.audio is not None
         container = _open(room.audio, "audio")
         if container is None:
@@ -541,6 +552,7 @@ class _AudioSource:
                 return
             stream = container.streams.audio[0]
             stream.codec_context.thread_count = 1
+            assert stream.time_base is not None  # a demuxed stream has one
             time_base = float(stream.time_base)
             resampler: av.AudioResampler | None = None
             expected: int | None = None
@@ -599,7 +611,7 @@ class _AudioSource:
             self._pending = None
 
     def close(self) -> None:
-        self._chunks.close()  # type: ignore[attr-defined]
+        self._chunks.close()
 
 
 def soft_clip(x: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -306,10 +306,10 @@ def setup_finalisation(app: web.Application, *, composite: bool = True,
 
     app[FINALISERS].append(finaliser)
 
-    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         queue.start()
         recovered = await recover_unfinished(
-            data_dir, queue, live=lambda: set(app[RECORDERS]), resume_grace_s=resume_grace_s)
+            data_dir, queue, live=lambda: set(app[RECORDERS].keys()), resume_grace_s=resume_grace_s)
         if recovered:
             logger.info("finalisation: recovering lessons %s", recovered)
         yield

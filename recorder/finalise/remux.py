@@ -53,6 +53,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any, cast
 
 import av
 
@@ -285,7 +286,7 @@ class RoomRemux:
 
 # ---------------------------------------------------------------- muxing
 
-def _template(codec_name: str, **kw: object) -> av.stream.Stream:
+def _template(codec_name: str, **kw: Any) -> av.stream.Stream:
     """A never-opened stream to copy codec parameters from (see the module docstring)."""
     # a new scratch container per template: PyAV streams keep their container alive, and
     # sharing one across threads would race on its stream list
@@ -295,8 +296,9 @@ def _template(codec_name: str, **kw: object) -> av.stream.Stream:
 
 def _add_video(out: av.container.OutputContainer, codec: str, width: int, height: int,
                extradata: bytes | None) -> av.stream.Stream:
-    stream = out.add_stream_from_template(_template("libx264" if codec == "video/h264"
-                                                    else "libvpx"))
+    # a video codec's template is a VideoStream: PyAV's types know it only for literal names
+    template = cast(av.VideoStream, _template("libx264" if codec == "video/h264" else "libvpx"))
+    stream = out.add_stream_from_template(template)
     ctx = stream.codec_context
     ctx.width = width
     ctx.height = height
@@ -306,7 +308,8 @@ def _add_video(out: av.container.OutputContainer, codec: str, width: int, height
 
 
 def _add_opus(out: av.container.OutputContainer, channels: int) -> av.stream.Stream:
-    stream = out.add_stream_from_template(_template("libopus", rate=48000))
+    template = cast(av.AudioStream, _template("libopus", rate=48000))  # as for video above
+    stream = out.add_stream_from_template(template)
     ctx = stream.codec_context
     ctx.sample_rate = 48000
     ctx.layout = "stereo" if channels == 2 else "mono"
@@ -322,6 +325,7 @@ class _Timeline:
         self.stream = stream
         self.zero_us = zero_us
         tb = stream.time_base
+        assert tb is not None  # _add_video and _add_opus set it
         self.num = tb.denominator  # ticks per second = den / num
         self.den = tb.numerator * _US
         self.last = -1

@@ -78,7 +78,7 @@ def make_poster(video: Path, out_path: Path, *, at_fraction: float = POSTER_AT) 
         duration = (container.duration or 0) / av.time_base
         target = duration * at_fraction
         image = None
-        if target > 0:
+        if target > 0 and stream.time_base is not None:  # a demuxed stream has one
             try:
                 container.seek(int(target / stream.time_base), stream=stream, backward=True)
             except av.FFmpegError:

@@ -104,7 +104,7 @@ def _recording_out(rec: Recording) -> RecordingOut:
 def _file_out(rec: Recording, f: RecordingFile) -> RecordingFileOut:
     return RecordingFileOut(
         id=f.id,
-        role=f.role,  # type: ignore[arg-type]
+        role=f.role,  # type: ignore[arg-type]  # str column CHECKed to RecordingFileRole
         classroom_id=f.classroom_id,
         mime=f.mime,
         size=f.size,
@@ -238,9 +238,9 @@ async def get_recording(call: Call) -> RecordingDetail:
                 classroom_id=r.classroom_id,
                 name=r.name,
                 school_name=r.school_name,
-                role=r.role,
+                role=r.role,  # type: ignore[arg-type]  # str column CHECKed to RoomRole
                 position=r.position,
-            )  # type: ignore[arg-type]
+            )
             for r in (roster.rooms if roster is not None else ())
         ]
         return RecordingDetail(

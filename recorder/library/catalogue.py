@@ -494,13 +494,13 @@ async def search_recordings(
     name = search.sort.lstrip("-")
     if name not in _SORTS:
         raise InvalidInput(f"sort by {', '.join(_SORTS)}", field="sort")
-    column: Any = _SORTS[name]
+    sort_by: Any = _SORTS[name]
     if name == "title":
         # Code-point order on both engines: PostgreSQL's default collation would sort
         # Chinese titles differently from SQLite.
         is_pg = db.get_bind().dialect.name == "postgresql"
-        column = Recording.title.collate("C") if is_pg else Recording.title
-    order = [column.desc() if descending else column.asc()]
+        sort_by = Recording.title.collate("C") if is_pg else Recording.title
+    order = [sort_by.desc() if descending else sort_by.asc()]
     order.append(Recording.id.desc() if descending else Recording.id.asc())
 
     total = await db.scalar(sa.select(sa.func.count()).select_from(Recording).where(*where))

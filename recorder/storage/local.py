@@ -81,7 +81,7 @@ _NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTS
 
 class LocalStorage:
     name = "local"
-    media_origin = None  # files are streamed by our own origin
+    media_origin: str | None = None  # files are streamed by our own origin
 
     def __init__(self, root: Path, *, link: bool = True) -> None:
         self.root = root.resolve()

@@ -83,7 +83,7 @@ class S3Storage:
         self.bucket = bucket
         self.endpoint_url = endpoint_url
         self.region = region
-        self.media_origin = s3_origin(bucket, endpoint_url, region, addressing_style)
+        self.media_origin: str | None = s3_origin(bucket, endpoint_url, region, addressing_style)
         self.prefix = prefix
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
