@@ -11,7 +11,7 @@
 //
 // Tests read `window.tongbuRoom` (end of file) rather than scraping the DOM.
 
-import { api, loadCatalogue } from './api.js';
+import { api, loadCatalogue, pageLang } from './api.js';
 import { renderLessonHeader, renderLessonTimer, renderRecording } from './lesson_view.js';
 import {
   closedLesson,
@@ -21,19 +21,31 @@ import {
   rememberRejoinToken,
   takeFragmentToken,
 } from './live_entry.js';
+import { localTrack as ownTrack, openCamera as openOwnCamera, publishOf, publishing, renderLocalButtons, stopTracks } from './live_local.js';
+import { attach, badge, countFrames, mediaSummary, playSound } from './live_media.js';
+import {
+  $,
+  errorText as liveErrorText,
+  lessonIdFromPath,
+  receivedTracks,
+  renderSoundButton as showSoundButton,
+  setStatus,
+  showLessonState,
+  showTimerEnded,
+  start,
+  statusText,
+  untranslated,
+} from './live_page.js';
 import { mountNav, withLang } from './nav.js';
 import { STATUS, TongbuClient } from './protocol.js';
 import { LinkMeter, describe, summarise } from './quality.js';
 import { currentSession, requireSession } from './session.js';
 
 const params = new URLSearchParams(window.location.search);
-const lang = params.get('lang') === 'en' ? 'en' : 'zh-CN';
-const lessonId = Number(window.location.pathname.match(/\/room\/(\d+)/)?.[1]) || null;
+const lang = pageLang();
+const lessonId = lessonIdFromPath('room');
 
-const $ = (id) => document.getElementById(id);
-
-// Until the catalogue arrives, keys stand for themselves.
-let t = Object.assign((key) => key, { has: () => false });
+let t = untranslated;
 let client = null;
 let session = null; // the signed-in session, or null (an agent-style link needs none)
 let linkToken = null; // the join token of an agent-style link
@@ -65,15 +77,7 @@ function view(name) {
     width: 0,
     height: 0,
   };
-  if ('requestVideoFrameCallback' in HTMLVideoElement.prototype) {
-    const step = (_now, meta) => {
-      record.frames += 1;
-      record.width = meta.width;
-      record.height = meta.height;
-      record.video.requestVideoFrameCallback(step);
-    };
-    record.video.requestVideoFrameCallback(step);
-  }
+  countFrames(record);
   return record;
 }
 
@@ -85,34 +89,18 @@ async function loadMessages() {
 }
 
 function errorText(error) {
-  if (!error) return '';
-  for (const key of [`live.error.${error.code}`, `error.${error.code}`]) if (t.has(key)) return t(key);
-  return t('error.unknown', { code: error.code });
+  return liveErrorText(t, error);
 }
 
 // ------------------------------------------------------------------ own camera
 
 async function openCamera() {
-  const placeholder = $('self-placeholder');
-  try {
-    // The server caps a receiving room's video at 1 Mbit/s: 540p is plenty.
-    local = await navigator.mediaDevices.getUserMedia({
-      audio: { echoCancellation: true, noiseSuppression: true },
-      video: { width: { ideal: 960 }, height: { ideal: 540 }, frameRate: { ideal: 25, max: 30 } },
-    });
-  } catch (error) {
-    placeholder.textContent = t('live.camera_failed', { reason: error.name || String(error) });
-    placeholder.dataset.status = 'error';
-    return;
-  }
-  const video = $('self-video');
-  video.srcObject = new MediaStream(local.getVideoTracks());
-  video.play().catch(() => {});
-  placeholder.hidden = true;
+  // The server caps a receiving room's video at 1 Mbit/s: 540p is plenty.
+  local = await openOwnCamera(t, { width: 960, height: 540 });
 }
 
 function localTrack(kind) {
-  return local && (kind === 'audio' ? local.getAudioTracks()[0] : local.getVideoTracks()[0]);
+  return ownTrack(local, kind);
 }
 
 /** Mute by the teacher wins over the room's own buttons until the teacher lifts it. */
@@ -132,17 +120,9 @@ function toggleLocal(kind) {
 }
 
 function renderLocalControls() {
+  renderLocalButtons(t, local, mutedByTeacher);
   const badges = [];
-  for (const [id, kind, on, off] of [
-    ['mic', 'audio', 'live.mic_on', 'live.mic_off'],
-    ['cam', 'video', 'live.cam_on', 'live.cam_off'],
-  ]) {
-    const track = localTrack(kind);
-    const node = $(id);
-    const enabled = Boolean(track && track.enabled);
-    node.disabled = !track || mutedByTeacher[kind];
-    node.textContent = t(enabled ? on : off);
-    node.setAttribute('aria-pressed', String(enabled));
+  for (const kind of ['audio', 'video']) {
     if (mutedByTeacher[kind]) {
       badges.push(badge(t(kind === 'audio' ? 'badge.audio_muted' : 'badge.video_muted'), 'muted'));
     }
@@ -154,13 +134,6 @@ function renderLocalControls() {
   if (mutedByTeacher.video) parts.push(t('room.muted_video'));
   notice.hidden = parts.length === 0;
   notice.textContent = parts.join(' ');
-}
-
-function badge(text, kind) {
-  const span = document.createElement('span');
-  span.className = `badge badge-${kind}`;
-  span.textContent = text;
-  return span;
 }
 
 // ------------------------------------------------------------------ lesson and media
@@ -200,10 +173,7 @@ function renderLessonState() {
   }
   const online = rooms.filter((r) => r.connected).length;
   $('presence').textContent = t('presence', { online, total: rooms.length });
-  const pill = $('lesson-state');
-  pill.hidden = false;
-  pill.textContent = t(`lesson.state.${state.state}`);
-  pill.dataset.state = state.state;
+  showLessonState(t, state.state);
   renderPlaceholders();
 }
 
@@ -223,19 +193,11 @@ function renderMedia(receivers) {
   for (const [name, media] of Object.entries(wanted)) {
     const v = views[name];
     v.classroomId = media.classroomId ?? null;
-    attach(v, 'video', media.video ?? null);
-    attach(v, 'audio', media.audio ?? null);
+    attach(v, 'video', media.video ?? null, { mark: false });
+    attach(v, 'audio', media.audio ?? null, { mark: false });
   }
   renderPlaceholders();
   applySound();
-}
-
-function attach(v, kind, track) {
-  const field = kind === 'video' ? 'videoTrack' : 'audioTrack';
-  if (v[field] === track) return;
-  v[field] = track;
-  v[kind].srcObject = track ? new MediaStream([track]) : null;
-  if (track) v[kind].play().catch(() => {});
 }
 
 function renderPlaceholders() {
@@ -243,22 +205,15 @@ function renderPlaceholders() {
 }
 
 function applySound() {
-  for (const v of Object.values(views)) {
-    v.audio.muted = !soundOn;
-    if (soundOn && v.audioTrack) {
-      v.audio.play().catch(() => {
-        soundOn = false; // autoplay with sound needs a gesture here: offer the button
-        renderSoundButton();
-      });
-    }
-  }
+  playSound(Object.values(views), soundOn, () => {
+    soundOn = false; // autoplay with sound needs a gesture here: offer the button
+    renderSoundButton();
+  });
   renderSoundButton();
 }
 
 function renderSoundButton() {
-  const node = $('sound');
-  node.textContent = t(soundOn ? 'sound.disable' : 'sound.enable');
-  node.setAttribute('aria-pressed', String(soundOn));
+  showSoundButton(t, soundOn);
 }
 
 async function renderQuality() {
@@ -292,40 +247,19 @@ function renderTimer() {
 
 function renderStatus() {
   if (!client) return; // before joining, the entry steps own the status line
-  const { status, attempt, delayMs, error } = lastStatus;
-  let text;
-  switch (status) {
-    case STATUS.CONNECTING:
-      text = client?.connections ? t('room.status.rejoining') : t('status.connecting');
-      break;
-    case STATUS.JOINED:
-      text = views.teacher.frames > 0 ? t('room.status.playing') : t('room.status.joined');
-      break;
-    case STATUS.RECONNECTING:
-      text = t('status.reconnecting', { seconds: Math.ceil(delayMs / 1000), attempt });
-      if (error && error.code === 'lesson_not_open') text = `${errorText(error)} · ${text}`;
-      break;
-    case STATUS.ENDED:
-      text = t('status.ended');
-      break;
-    case STATUS.REFUSED:
-      text = t('live.status.refused', { reason: errorText(error) });
-      break;
-    case STATUS.CLOSED:
-      text = t('status.closed');
-      break;
-    default:
-      text = t('status.loading');
-  }
-  const node = $('status');
-  node.textContent = text;
-  node.dataset.status = status;
+  const { status } = lastStatus;
+  const text = statusText(t, lastStatus, {
+    connecting: () => (client?.connections ? t('room.status.rejoining') : t('status.connecting')),
+    joined: () => (views.teacher.frames > 0 ? t('room.status.playing') : t('room.status.joined')),
+    refused: 'live.status.refused',
+    describe: errorText,
+  });
+  setStatus(text, status);
   document.body.classList.toggle('lesson-ended', status === STATUS.ENDED);
   if (status === STATUS.ENDED) {
     $('hand').disabled = true;
-    $('timer').dataset.phase = 'ended';
-    $('timer').textContent = t('lesson.state.ended');
-    for (const track of local?.getTracks() ?? []) track.stop();
+    showTimerEnded(t);
+    stopTracks(local);
   }
 }
 
@@ -333,11 +267,7 @@ function renderStatus() {
 
 const summary = (v) => ({
   classroomId: v.classroomId,
-  hasVideo: Boolean(v.videoTrack),
-  hasAudio: Boolean(v.audioTrack),
-  framesPresented: v.frames,
-  width: v.width,
-  height: v.height,
+  ...mediaSummary(v),
   visible: !v.root.hidden,
 });
 
@@ -366,7 +296,7 @@ window.tongbuRoom = {
     return { ...mutedByTeacher };
   },
   get publishing() {
-    return (local?.getTracks() ?? []).map((track) => ({ kind: track.kind, enabled: track.enabled }));
+    return publishing(local);
   },
   get link() {
     return link;
@@ -374,7 +304,7 @@ window.tongbuRoom = {
   teacher: () => summary(views.teacher),
   stage: () => summary(views.stage),
   async stats() {
-    const inbound = client ? await client.inboundStats() : {};
+    const tracks = await receivedTracks(client);
     return {
       status: this.status,
       teacher: summary(views.teacher),
@@ -382,12 +312,7 @@ window.tongbuRoom = {
       stageClassroomId: client?.lessonState?.stage_classroom_id ?? null,
       connections: client?.connections ?? 0,
       link,
-      tracks: (client?.receivers() ?? []).map((r) => ({
-        mid: r.mid,
-        kind: r.kind,
-        classroomId: r.classroomId,
-        ...(inbound[r.mid] ?? {}),
-      })),
+      tracks,
     };
   },
 };
@@ -398,12 +323,10 @@ window.tongbuRoom = {
 
 /** A refusal or a closed lesson, said in the status line; the page goes no further. */
 function stopWith({ status, text }) {
-  const node = $('status');
-  node.textContent = text;
-  node.dataset.status = status;
+  setStatus(text, status);
   $('self-placeholder').textContent = '';
   $('hand').disabled = true;
-  for (const track of local?.getTracks() ?? []) track.stop();
+  stopTracks(local);
   document.body.classList.toggle('lesson-ended', status === 'ended');
 }
 
@@ -458,9 +381,7 @@ function showChooser(rooms) {
   );
   $('room-chooser').hidden = false;
   document.body.classList.add('choosing');
-  const node = $('status');
-  node.textContent = t('room.choose.status', { count: rooms.length });
-  node.dataset.status = 'choose';
+  setStatus(t('room.choose.status', { count: rooms.length }), 'choose');
   $('self-placeholder').textContent = '';
 }
 
@@ -469,9 +390,7 @@ async function mintRoomToken() {
 }
 
 function join(token, { fromLink }) {
-  const publish = local
-    ? { audio: localTrack('audio') ?? undefined, video: localTrack('video') ?? undefined }
-    : null;
+  const publish = publishOf(local);
   client = new TongbuClient({
     token,
     lessonId,
@@ -552,7 +471,4 @@ async function main() {
   renderLocalControls();
   join(token, { fromLink: Boolean(linkToken) });
 }
-main().catch((error) => {
-  console.error(error);
-  $('status').textContent = String(error);
-});
+start(main);

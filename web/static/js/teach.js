@@ -11,7 +11,7 @@
 //
 // Tests read `window.tongbuConsole` (end of file) rather than scraping the DOM.
 
-import { ApiError, api, loadCatalogue } from './api.js';
+import { ApiError, api, loadCatalogue, pageLang } from './api.js';
 import { renderLessonHeader, renderLessonTimer, renderRecording } from './lesson_view.js';
 import {
   closedLesson,
@@ -21,20 +21,32 @@ import {
   rememberRejoinToken,
   takeFragmentToken,
 } from './live_entry.js';
+import { localTrack, openCamera as openOwnCamera, publishOf, publishing, renderLocalButtons, stopTracks } from './live_local.js';
+import { attach, makeTile as makeRoomTile, mediaByRoom, mediaSummary, playSound, roomBadges } from './live_media.js';
+import {
+  $,
+  errorText as liveErrorText,
+  lessonIdFromPath,
+  receivedTracks,
+  renderSoundButton as showSoundButton,
+  setStatus,
+  showLessonState,
+  showTimerEnded,
+  start,
+  statusText,
+  untranslated,
+} from './live_page.js';
 import { mountNav } from './nav.js';
 import { STATUS, TongbuClient } from './protocol.js';
 import { LinkMeter, describe, summarise } from './quality.js';
 import { currentSession, requireSession } from './session.js';
 
-const params = new URLSearchParams(window.location.search);
-const lang = params.get('lang') === 'en' ? 'en' : 'zh-CN';
-const lessonId = Number(window.location.pathname.match(/\/teach\/(\d+)/)?.[1]) || null;
+const lang = pageLang();
+const lessonId = lessonIdFromPath('teach');
 
-const $ = (id) => document.getElementById(id);
 const roomsNode = $('rooms');
 
-// Until the catalogue arrives, keys stand for themselves.
-let t = Object.assign((key) => key, { has: () => false });
+let t = untranslated;
 let client = null;
 let session = null; // the signed-in session, or null (an agent-style link needs none)
 let lesson = null; // the lesson as GET /lessons/{id} gave it (session mode)
@@ -55,51 +67,25 @@ async function loadMessages() {
 }
 
 function errorText(error) {
-  if (!error) return '';
-  for (const key of [`live.error.${error.code}`, `error.${error.code}`]) if (t.has(key)) return t(key);
-  return t('error.unknown', { code: error.code });
+  return liveErrorText(t, error);
 }
 
 // ------------------------------------------------------------------ own camera
 
 async function openCamera() {
-  const placeholder = $('self-placeholder');
-  try {
-    local = await navigator.mediaDevices.getUserMedia({
-      audio: { echoCancellation: true, noiseSuppression: true },
-      video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 25, max: 30 } },
-    });
-  } catch (error) {
-    placeholder.textContent = t('live.camera_failed', { reason: error.name || String(error) });
-    placeholder.dataset.status = 'error';
-    return null;
-  }
-  const video = $('self-video');
-  video.srcObject = new MediaStream(local.getVideoTracks());
-  video.play().catch(() => {});
-  placeholder.hidden = true;
+  local = await openOwnCamera(t, { width: 1280, height: 720 });
   return local;
 }
 
 function toggleLocal(kind) {
-  const track = local && (kind === 'audio' ? local.getAudioTracks()[0] : local.getVideoTracks()[0]);
+  const track = localTrack(local, kind);
   if (!track) return;
   track.enabled = !track.enabled;
   renderLocalControls();
 }
 
 function renderLocalControls() {
-  for (const [id, kind, on, off] of [
-    ['mic', 'audio', 'live.mic_on', 'live.mic_off'],
-    ['cam', 'video', 'live.cam_on', 'live.cam_off'],
-  ]) {
-    const track = local && (kind === 'audio' ? local.getAudioTracks()[0] : local.getVideoTracks()[0]);
-    const button = $(id);
-    button.disabled = !track;
-    const enabled = Boolean(track && track.enabled);
-    button.textContent = t(enabled ? on : off);
-    button.setAttribute('aria-pressed', String(enabled));
-  }
+  renderLocalButtons(t, local);
 }
 
 // ------------------------------------------------------------------ room tiles
@@ -112,55 +98,16 @@ function button(action, onClick) {
   return node;
 }
 
+/** A receiving room's tile (live_media.js) with its link quality and the teacher's buttons. */
 function makeTile(classroomId) {
-  const root = document.createElement('figure');
-  root.className = 'tile room-tile offline';
-  root.dataset.classroomId = String(classroomId);
-  root.tabIndex = -1; // focusable by the 1–4 shortcuts, not in the Tab order itself
-
-  const video = document.createElement('video');
-  video.autoplay = true;
-  video.playsInline = true;
-  video.muted = true; // sound goes through <audio>, so autoplay of the picture never blocks
-  video.dataset.classroomId = String(classroomId);
-  video.dataset.kind = 'video';
-  const audio = document.createElement('audio');
-  audio.autoplay = true;
-  audio.dataset.classroomId = String(classroomId);
-  audio.dataset.kind = 'audio';
-  const placeholder = document.createElement('div');
-  placeholder.className = 'placeholder';
-
-  const caption = document.createElement('figcaption');
-  const name = document.createElement('span');
-  name.className = 'room-name';
-  const school = document.createElement('span');
-  school.className = 'school-name';
-  const badges = document.createElement('span');
-  badges.className = 'badges';
+  const tile = makeRoomTile(classroomId, { className: 'tile room-tile offline' });
+  tile.root.tabIndex = -1; // focusable by the 1–4 shortcuts, not in the Tab order itself
   const quality = document.createElement('span');
   quality.className = 'badge quality';
   quality.hidden = true;
-  caption.append(name, school, badges, quality);
-
-  const tile = {
-    classroomId,
-    root,
-    video,
-    audio,
-    placeholder,
-    name,
-    school,
-    badges,
-    quality,
-    room: null,
-    videoTrack: null,
-    audioTrack: null,
-    frames: 0,
-    width: 0,
-    height: 0,
-    link: null,
-  };
+  tile.badges.after(quality);
+  tile.quality = quality;
+  tile.link = null;
   const actions = document.createElement('div');
   actions.className = 'room-actions';
   tile.stageButton = button('stage', () => toggleStage(tile));
@@ -168,30 +115,11 @@ function makeTile(classroomId) {
   tile.audioButton = button('mute-audio', () => toggleMute(tile, 'audio'));
   tile.videoButton = button('mute-video', () => toggleMute(tile, 'video'));
   actions.append(tile.stageButton, tile.answerButton, tile.audioButton, tile.videoButton);
-  root.append(video, audio, placeholder, caption, actions);
-  root.addEventListener('focusin', () => {
+  tile.root.append(actions);
+  tile.root.addEventListener('focusin', () => {
     selectedId = classroomId;
   });
-  countFrames(tile);
   return tile;
-}
-
-function countFrames(tile) {
-  if (!('requestVideoFrameCallback' in HTMLVideoElement.prototype)) return;
-  const step = (_now, meta) => {
-    tile.frames += 1;
-    tile.width = meta.width;
-    tile.height = meta.height;
-    tile.video.requestVideoFrameCallback(step);
-  };
-  tile.video.requestVideoFrameCallback(step);
-}
-
-function badge(text, kind) {
-  const span = document.createElement('span');
-  span.className = `badge badge-${kind}`;
-  span.textContent = text;
-  return span;
 }
 
 function receivingRooms() {
@@ -219,13 +147,7 @@ function renderRooms() {
     tile.root.classList.toggle('hand-raised', room.hand_raised);
     tile.name.textContent = room.name || t('tile.unnamed', { id: room.classroom_id });
     tile.school.textContent = room.school_name;
-    const badges = [];
-    if (onStage) badges.push(badge(t('badge.stage'), 'stage'));
-    if (room.hand_raised) badges.push(badge(`✋ ${t('badge.hand')}`, 'hand'));
-    if (!room.connected) badges.push(badge(t('badge.offline'), 'offline'));
-    if (room.audio_muted) badges.push(badge(t('badge.audio_muted'), 'muted'));
-    if (room.video_muted) badges.push(badge(t('badge.video_muted'), 'muted'));
-    tile.badges.replaceChildren(...badges);
+    tile.badges.replaceChildren(...roomBadges(t, room, onStage));
 
     const label = room.school_name || tile.name.textContent;
     tile.stageButton.textContent = t(onStage ? 'teach.unstage' : 'teach.stage');
@@ -257,25 +179,13 @@ function renderRooms() {
     : t('teach.no_stage');
   const online = rooms.filter((r) => r.connected).length;
   $('presence').textContent = t('teach.presence', { online, total: rooms.length });
-  const statePill = $('lesson-state');
-  statePill.hidden = false;
-  statePill.textContent = t(`lesson.state.${state.state}`);
-  statePill.dataset.state = state.state;
+  showLessonState(t, state.state);
   renderPlaceholders();
   applySound();
 }
 
 function renderMedia(receivers) {
-  // The same MediaStreamTrack may move to another room after a `slots` message (the
-  // server maps m-lines to rooms by mid), so rebuild the mapping on every change.
-  const byRoom = new Map();
-  for (const r of receivers) {
-    if (r.classroomId == null || !r.track) continue;
-    const entry = byRoom.get(r.classroomId) ?? { mids: [] };
-    entry[r.kind] = r.track;
-    entry.mids.push(r.mid);
-    byRoom.set(r.classroomId, entry);
-  }
+  const byRoom = mediaByRoom(receivers);
   for (const tile of tiles.values()) {
     const media = byRoom.get(tile.classroomId) ?? { mids: [] };
     tile.mids = media.mids;
@@ -284,15 +194,6 @@ function renderMedia(receivers) {
   }
   renderPlaceholders();
   applySound();
-}
-
-function attach(tile, kind, track) {
-  const field = kind === 'video' ? 'videoTrack' : 'audioTrack';
-  if (tile[field] === track) return;
-  tile[field] = track;
-  tile[kind].srcObject = track ? new MediaStream([track]) : null;
-  tile.root.classList.toggle(`has-${kind}`, Boolean(track));
-  if (track) tile[kind].play().catch(() => {});
 }
 
 function renderPlaceholders() {
@@ -378,32 +279,23 @@ let noticeUntil = 0;
 /** A refusal or failure, shown in the status line for a few seconds. */
 function showNotice(text) {
   noticeUntil = performance.now() + 6000;
-  const node = $('status');
-  node.textContent = text;
-  node.dataset.status = 'error';
+  setStatus(text, 'error');
 }
 
 // ------------------------------------------------------------------ sound
 
 /** The teacher hears every receiving room (a room the teacher mutes is not forwarded). */
 function applySound() {
-  for (const tile of tiles.values()) {
-    tile.audio.muted = !soundOn;
-    if (soundOn && tile.audioTrack) {
-      tile.audio.play().catch(() => {
-        // Autoplay with sound needs a gesture on this browser: offer the button.
-        soundOn = false;
-        renderSoundButton();
-      });
-    }
-  }
+  playSound(tiles.values(), soundOn, () => {
+    // Autoplay with sound needs a gesture on this browser: offer the button.
+    soundOn = false;
+    renderSoundButton();
+  });
   renderSoundButton();
 }
 
 function renderSoundButton() {
-  const node = $('sound');
-  node.textContent = t(soundOn ? 'sound.disable' : 'sound.enable');
-  node.setAttribute('aria-pressed', String(soundOn));
+  showSoundButton(t, soundOn);
 }
 
 // ------------------------------------------------------------------ header, timer, status
@@ -418,43 +310,23 @@ function renderTimer() {
 
 function renderStatus() {
   if (!client) return; // before joining, the entry steps own the status line
-  const { status, attempt, delayMs, error } = lastStatus;
-  let text;
-  switch (status) {
-    case STATUS.CONNECTING:
-      text = t('status.connecting');
-      break;
-    case STATUS.JOINED: {
+  const { status } = lastStatus;
+  const text = statusText(t, lastStatus, {
+    connecting: () => t('status.connecting'),
+    joined() {
       const playing = [...tiles.values()].filter((tile) => tile.videoTrack && tile.frames > 0).length;
-      text = t('teach.status.joined', { playing, total: tiles.size });
-      break;
-    }
-    case STATUS.RECONNECTING:
-      text = t('status.reconnecting', { seconds: Math.ceil(delayMs / 1000), attempt });
-      if (error && error.code === 'lesson_not_open') text = `${errorText(error)} · ${text}`;
-      break;
-    case STATUS.ENDED:
-      text = t('status.ended');
-      break;
-    case STATUS.REFUSED:
-      text = t('live.status.refused', { reason: errorText(error) });
-      break;
-    case STATUS.CLOSED:
-      text = t('status.closed');
-      break;
-    default:
-      text = t('status.loading');
-  }
-  const node = $('status');
+      return t('teach.status.joined', { playing, total: tiles.size });
+    },
+    refused: 'live.status.refused',
+    describe: errorText,
+  });
   if (status === STATUS.JOINED && performance.now() < noticeUntil) return; // let the notice be read
-  node.textContent = text;
-  node.dataset.status = status;
+  setStatus(text, status);
   document.body.classList.toggle('lesson-ended', status === STATUS.ENDED);
   if (status === STATUS.ENDED) {
     $('end-lesson').hidden = true;
-    $('timer').dataset.phase = 'ended';
-    $('timer').textContent = t('lesson.state.ended');
-    for (const track of local?.getTracks() ?? []) track.stop(); // the camera light goes off
+    showTimerEnded(t);
+    stopTracks(local); // the camera light goes off
   }
 }
 
@@ -494,11 +366,7 @@ function roomSummaries() {
     handRaised: tile.room?.hand_raised ?? false,
     audioMuted: tile.room?.audio_muted ?? false,
     videoMuted: tile.room?.video_muted ?? false,
-    hasVideo: Boolean(tile.videoTrack),
-    hasAudio: Boolean(tile.audioTrack),
-    framesPresented: tile.frames,
-    width: tile.width,
-    height: tile.height,
+    ...mediaSummary(tile),
     link: tile.link,
   }));
 }
@@ -518,17 +386,11 @@ window.tongbuConsole = {
     return client?.status ?? STATUS.IDLE;
   },
   get publishing() {
-    return (local?.getTracks() ?? []).map((track) => ({ kind: track.kind, enabled: track.enabled }));
+    return publishing(local);
   },
   rooms: roomSummaries,
   async stats() {
-    const inbound = client ? await client.inboundStats() : {};
-    const tracks = (client?.receivers() ?? []).map((r) => ({
-      mid: r.mid,
-      kind: r.kind,
-      classroomId: r.classroomId,
-      ...(inbound[r.mid] ?? {}),
-    }));
+    const tracks = await receivedTracks(client);
     return { status: this.status, rooms: roomSummaries(), tracks };
   },
 };
@@ -537,12 +399,10 @@ window.tongbuConsole = {
 
 /** A refusal or a closed lesson, said in the status line; the page goes no further. */
 function stopWith({ status, text }) {
-  const node = $('status');
-  node.textContent = text;
-  node.dataset.status = status;
+  setStatus(text, status);
   $('start-lesson').hidden = true;
   $('self-placeholder').textContent = '';
-  for (const track of local?.getTracks() ?? []) track.stop();
+  stopTracks(local);
   document.body.classList.toggle('lesson-ended', status === 'ended');
 }
 
@@ -557,16 +417,14 @@ async function mintMainToken() {
 /** Waiting for the teacher: the camera is on, the rooms are listed, "开始上课" is offered. */
 function offerStart() {
   const receiving = lesson.rooms.filter((r) => r.role === 'receiving');
-  const node = $('status');
-  node.textContent = t('teach.status.ready', {
-    state: t(`lesson.state.${lesson.state}`),
-    rooms: receiving.map((r) => r.school_name).join('、') || '—',
-  });
-  node.dataset.status = 'ready';
-  const pill = $('lesson-state');
-  pill.hidden = false;
-  pill.textContent = t(`lesson.state.${lesson.state}`);
-  pill.dataset.state = lesson.state;
+  setStatus(
+    t('teach.status.ready', {
+      state: t(`lesson.state.${lesson.state}`),
+      rooms: receiving.map((r) => r.school_name).join('、') || '—',
+    }),
+    'ready',
+  );
+  showLessonState(t, lesson.state);
   const button = $('start-lesson');
   button.hidden = false;
   button.focus();
@@ -609,9 +467,7 @@ async function startLesson() {
 }
 
 function join(token, { fromLink }) {
-  const publish = local
-    ? { audio: local.getAudioTracks()[0] ?? undefined, video: local.getVideoTracks()[0] ?? undefined }
-    : null;
+  const publish = publishOf(local);
   client = new TongbuClient({
     token,
     lessonId,
@@ -698,7 +554,4 @@ async function main() {
   else offerStart();
 }
 
-main().catch((error) => {
-  console.error(error);
-  $('status').textContent = String(error);
-});
+start(main);

@@ -9,18 +9,29 @@
 
 import { loadCatalogue, pageLang, teacherTitle } from './api.js';
 import { entryRefusal, mintJoinToken, takeFragmentToken } from './live_entry.js';
+import { attach, badge, makeTile as makeRoomTile, mediaByRoom, mediaSummary, roomBadges } from './live_media.js';
+import {
+  $,
+  errorText as liveErrorText,
+  lessonIdFromPath,
+  receivedTracks,
+  renderSoundButton,
+  setStatus,
+  showLessonState,
+  start,
+  statusText,
+  untranslated,
+} from './live_page.js';
 import { mountNav } from './nav.js';
 import { STATUS, TongbuClient } from './protocol.js';
 import { currentSession, requireSession } from './session.js';
 
 const lang = pageLang();
-const lessonId = Number(window.location.pathname.match(/\/watch\/(\d+)/)?.[1]) || null;
+const lessonId = lessonIdFromPath('watch');
 
-const $ = (id) => document.getElementById(id);
 const grid = $('grid');
 
-// Until the catalogue arrives, keys stand for themselves.
-let t = Object.assign((key) => key, { has: () => false });
+let t = untranslated;
 let client = null;
 let session = null;
 let linkToken = null;
@@ -31,77 +42,20 @@ const tiles = new Map(); // classroom_id -> tile record (see makeTile)
 // ------------------------------------------------------------------ i18n
 
 function errorText(error) {
-  if (!error) return '';
-  const key = `error.${error.code}`;
-  return t.has(key) ? t(key) : t('error.unknown', { code: error.code });
+  return liveErrorText(t, error, ['error']);
 }
 
 // ------------------------------------------------------------------ tiles
 
+/** A room's tile (live_media.js), its sound muted until the sound button. */
 function makeTile(classroomId) {
-  const root = document.createElement('figure');
-  root.className = 'tile offline';
-  root.dataset.classroomId = String(classroomId);
-
-  const video = document.createElement('video');
-  video.autoplay = true;
-  video.playsInline = true;
-  video.muted = true; // sound goes through the <audio> below, so video autoplay is never blocked
-  video.dataset.classroomId = String(classroomId);
-  video.dataset.kind = 'video';
-
-  const audio = document.createElement('audio');
-  audio.autoplay = true;
-  audio.muted = true;
-  audio.dataset.classroomId = String(classroomId);
-  audio.dataset.kind = 'audio';
-
-  const placeholder = document.createElement('div');
-  placeholder.className = 'placeholder';
-
-  const caption = document.createElement('figcaption');
-  const name = document.createElement('span');
-  name.className = 'room-name';
-  const school = document.createElement('span');
-  school.className = 'school-name';
-  const badges = document.createElement('span');
-  badges.className = 'badges';
-  caption.append(name, school, badges);
-
-  root.append(video, audio, placeholder, caption);
-  const tile = {
-    classroomId,
-    root,
-    video,
-    audio,
-    placeholder,
-    name,
-    school,
-    badges,
-    room: null,
-    videoTrack: null,
-    audioTrack: null,
-    frames: 0, // frames presented, counted by requestVideoFrameCallback
-    width: 0,
-    height: 0,
-  };
-  countFrames(tile);
+  const tile = makeRoomTile(classroomId, { className: 'tile offline', audioMuted: true });
+  const { video } = tile;
   video.addEventListener('resize', () => {
     tile.width = video.videoWidth;
     tile.height = video.videoHeight;
   });
   return tile;
-}
-
-function countFrames(tile) {
-  if (!('requestVideoFrameCallback' in HTMLVideoElement.prototype)) return;
-  const step = (_now, meta) => {
-    tile.frames += 1;
-    tile.width = meta.width;
-    tile.height = meta.height;
-    tile.video.requestVideoFrameCallback(step);
-  };
-  tile.video.requestVideoFrameCallback(step);
 }
 
 function tileFor(classroomId) {
@@ -112,13 +66,6 @@ function tileFor(classroomId) {
     grid.append(tile.root);
   }
   return tile;
-}
-
-function badge(text, kind) {
-  const span = document.createElement('span');
-  span.className = `badge badge-${kind}`;
-  span.textContent = text;
-  return span;
 }
 
 function renderRooms() {
@@ -138,37 +85,18 @@ function renderRooms() {
     tile.root.classList.toggle('hand-raised', room.hand_raised);
     tile.name.textContent = room.name || t('tile.unnamed', { id: room.classroom_id });
     tile.school.textContent = room.school_name;
-    const badges = [badge(t(`role.${room.role}`), room.role)];
-    if (onStage) badges.push(badge(t('badge.stage'), 'stage'));
-    if (room.hand_raised) badges.push(badge(`✋ ${t('badge.hand')}`, 'hand'));
-    if (!room.connected) badges.push(badge(t('badge.offline'), 'offline'));
-    if (room.audio_muted) badges.push(badge(t('badge.audio_muted'), 'muted'));
-    if (room.video_muted) badges.push(badge(t('badge.video_muted'), 'muted'));
-    tile.badges.replaceChildren(...badges);
+    tile.badges.replaceChildren(badge(t(`role.${room.role}`), room.role), ...roomBadges(t, room, onStage));
     grid.append(tile.root); // re-appending keeps DOM order equal to the sorted order
   }
   const online = rooms.filter((r) => r.connected).length;
   $('presence').textContent = rooms.length ? t('presence', { online, total: rooms.length }) : '';
-  if (state) {
-    const pill = $('lesson-state');
-    pill.hidden = false;
-    pill.textContent = t(`lesson.state.${state.state}`);
-    pill.dataset.state = state.state;
-  }
+  if (state) showLessonState(t, state.state);
   renderPlaceholders();
   applySound();
 }
 
 function renderMedia(receivers) {
-  // Group what the server sends by source room. The same MediaStreamTrack may move from
-  // one room to another after a `slots` message, so rebuild the mapping every time.
-  const byRoom = new Map();
-  for (const r of receivers) {
-    if (r.classroomId == null || !r.track) continue;
-    const entry = byRoom.get(r.classroomId) ?? {};
-    entry[r.kind] = r.track;
-    byRoom.set(r.classroomId, entry);
-  }
+  const byRoom = mediaByRoom(receivers);
   for (const classroomId of byRoom.keys()) tileFor(classroomId);
   for (const tile of tiles.values()) {
     const media = byRoom.get(tile.classroomId) ?? {};
@@ -177,16 +105,6 @@ function renderMedia(receivers) {
   }
   renderPlaceholders();
   applySound();
-}
-
-function attach(tile, kind, track) {
-  const field = kind === 'video' ? 'videoTrack' : 'audioTrack';
-  if (tile[field] === track) return;
-  tile[field] = track;
-  const element = tile[kind];
-  element.srcObject = track ? new MediaStream([track]) : null;
-  tile.root.classList.toggle(`has-${kind}`, Boolean(track));
-  if (track) element.play().catch(() => {}); // audio may wait for the sound button
 }
 
 function renderPlaceholders() {
@@ -210,9 +128,7 @@ function applySound() {
     tile.audio.muted = !audible;
     if (audible && tile.audioTrack) tile.audio.play().catch(() => {});
   }
-  const button = $('sound');
-  button.textContent = t(soundOn ? 'sound.disable' : 'sound.enable');
-  button.setAttribute('aria-pressed', String(soundOn));
+  renderSoundButton(t, soundOn);
 }
 
 // ------------------------------------------------------------------ header and status
@@ -237,36 +153,16 @@ function playingCount() {
 }
 
 function renderStatus() {
-  const { status, attempt, delayMs, error } = lastStatus;
-  let text;
-  switch (status) {
-    case STATUS.CONNECTING:
-      text = t('status.connecting');
-      break;
-    case STATUS.JOINED: {
+  const text = statusText(t, lastStatus, {
+    connecting: () => t('status.connecting'),
+    joined() {
       const count = playingCount();
-      text = count ? t('status.playing', { count }) : t('status.joined');
-      break;
-    }
-    case STATUS.RECONNECTING:
-      text = t('status.reconnecting', { seconds: Math.ceil(delayMs / 1000), attempt });
-      if (error && error.code === 'lesson_not_open') text = `${errorText(error)} · ${text}`;
-      break;
-    case STATUS.ENDED:
-      text = t('status.ended');
-      break;
-    case STATUS.REFUSED:
-      text = t('status.refused', { reason: errorText(error) });
-      break;
-    case STATUS.CLOSED:
-      text = t('status.closed');
-      break;
-    default:
-      text = t('status.loading');
-  }
-  const node = $('status');
-  node.textContent = text;
-  node.dataset.status = status;
+      return count ? t('status.playing', { count }) : t('status.joined');
+    },
+    refused: 'status.refused',
+    describe: errorText,
+  });
+  setStatus(text, lastStatus.status);
 }
 
 // ------------------------------------------------------------------ test and debug hooks
@@ -281,11 +177,7 @@ function roomSummaries() {
     connected: tile.room?.connected ?? null,
     onStage: tile.classroomId === stage,
     handRaised: tile.room?.hand_raised ?? false,
-    hasVideo: Boolean(tile.videoTrack),
-    hasAudio: Boolean(tile.audioTrack),
-    framesPresented: tile.frames,
-    width: tile.width,
-    height: tile.height,
+    ...mediaSummary(tile),
   }));
 }
 
@@ -332,14 +224,7 @@ window.tongbuViewer = {
   sampleColour,
   /** Rooms plus per received m-line figures (framesDecoded from getStats). */
   async stats() {
-    const inbound = client ? await client.inboundStats() : {};
-    const tracks = (client?.receivers() ?? []).map((r) => ({
-      mid: r.mid,
-      kind: r.kind,
-      classroomId: r.classroomId,
-      trackId: r.trackId,
-      ...(inbound[r.mid] ?? {}),
-    }));
+    const tracks = await receivedTracks(client, { trackId: true });
     return {
       status: this.status,
       stageClassroomId: client?.lessonState?.stage_classroom_id ?? null,
@@ -353,9 +238,7 @@ window.tongbuViewer = {
 
 /** A refusal, said in the status line; the page goes no further. */
 function stopWith({ status, text }) {
-  const node = $('status');
-  node.textContent = text;
-  node.dataset.status = status;
+  setStatus(text, status);
 }
 
 async function mintWatchToken() {
@@ -405,7 +288,4 @@ async function main() {
   }, 1000);
 }
 
-main().catch((error) => {
-  console.error(error);
-  $('status').textContent = String(error);
-});
+start(main);
