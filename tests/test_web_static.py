@@ -81,6 +81,14 @@ async def test_watch_page_needs_a_numeric_lesson(client: TestClient, path: str) 
         ("/static/js/api.js", "text/javascript; charset=utf-8"),
         ("/static/js/library.js", "text/javascript; charset=utf-8"),
         ("/static/js/replay.js", "text/javascript; charset=utf-8"),
+        ("/static/js/live_page.js", "text/javascript; charset=utf-8"),
+        ("/static/js/live_media.js", "text/javascript; charset=utf-8"),
+        ("/static/js/live_local.js", "text/javascript; charset=utf-8"),
+        ("/static/js/admin_ui.js", "text/javascript; charset=utf-8"),
+        ("/static/js/admin_core.js", "text/javascript; charset=utf-8"),
+        ("/static/js/admin_rows.js", "text/javascript; charset=utf-8"),
+        ("/static/js/admin_lessons.js", "text/javascript; charset=utf-8"),
+        ("/static/js/admin_live.js", "text/javascript; charset=utf-8"),
     ],
 )
 async def test_assets_carry_their_content_type(
@@ -154,9 +162,10 @@ def test_catalogues_agree_and_cover_every_key_the_viewer_uses() -> None:
     en = json.loads((STATIC / "i18n/en.json").read_text())
     assert zh.keys() == en.keys()
     html = (STATIC / "watch.html").read_text()
-    script = (STATIC / "js/watch.js").read_text()
     used = set(re.findall(r'data-i18n="([\w.]+)"', html))
-    used |= set(re.findall(r"\bt\('([\w.]+)'", script))
+    # watch.js and the live pages' shared modules it draws with
+    for script in ("js/watch.js", "js/live_page.js", "js/live_media.js"):
+        used |= set(re.findall(r"\bt\('([\w.]+)'", (STATIC / script).read_text()))
     assert used, "the viewer uses no catalogue keys?"
     assert used <= zh.keys(), used - zh.keys()
     # Keys built at run time: lesson states, roles and error codes shown to users.
@@ -164,6 +173,28 @@ def test_catalogues_agree_and_cover_every_key_the_viewer_uses() -> None:
         assert f"lesson.state.{state}" in zh
     for role in ("main", "receiving"):
         assert f"role.{role}" in zh
+
+
+IMPORT = re.compile(r"import\s*\{([^}]*)\}\s*from\s*'\./([\w.]+)'")
+EXPORT = re.compile(r"^export\s+(?:async\s+)?(?:function\*?|const|let|class)\s+([\w$]+)", re.M)
+REEXPORT = re.compile(r"^export\s*\{([^}]*)\}", re.M)
+
+
+def test_every_module_import_names_an_export_of_a_module_that_exists() -> None:
+    """The pages are plain ES modules, split by section: a name imported from a sibling
+    module that does not export it stops the whole page before it draws anything."""
+    folder = STATIC / "js"
+    for module in sorted(folder.glob("*.js")):
+        for names, target in IMPORT.findall(module.read_text()):
+            assert (folder / target).is_file(), f"{module.name} imports missing {target}"
+            text = (folder / target).read_text()
+            exported = set(EXPORT.findall(text))
+            for group in REEXPORT.findall(text):
+                exported |= {part.split(" as ")[-1].strip() for part in group.split(",") if part.strip()}
+            for name in names.split(","):
+                name = name.split(" as ")[0].strip()
+                if name:
+                    assert name in exported, f"{module.name} imports {name}, which {target} does not export"
 
 
 # URIs that name something without being fetched: hls.js compares an emsg box's scheme
