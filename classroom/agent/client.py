@@ -196,7 +196,7 @@ class ClassroomAgent:
     async def _connect_once(self) -> None:
         pc: RTCPeerConnection | None = None
         consumers: list[asyncio.Task[None]] = []
-        tasks: list[asyncio.Task[None]] = []
+        tasks: list[asyncio.Task[object]] = []
         self.state.slots = {}
         self.state.receptions = {}
         savers: list[FrameSaver] = []

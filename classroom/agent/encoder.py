@@ -23,6 +23,7 @@ from typing import Literal
 
 import av
 from av.codec.context import CodecContext
+from av.video.codeccontext import VideoCodecContext
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class VideoEncoder:
         self._applied_bitrate = self._wanted_bitrate
         self._maxrate = 0
         self._last_change = -1e9
-        self._context: CodecContext | None = None
+        self._context: VideoCodecContext | None = None
         self._next_pts = 0
         self._last_pts = -1
         # counters for stats, tests and the bench
@@ -212,7 +213,9 @@ class VideoEncoder:
         else:
             self._context = self._open_vp8(bps, gop)
 
-    def _base_context(self, name: str, bps: int, gop: int) -> CodecContext:
+    def _base_context(
+        self, name: Literal["libx264", "libvpx"], bps: int, gop: int
+    ) -> VideoCodecContext:
         ctx = CodecContext.create(name, "w")
         ctx.width = self.width
         ctx.height = self.height
@@ -225,7 +228,7 @@ class VideoEncoder:
         ctx.thread_count = self.threads
         return ctx
 
-    def _open_h264(self, bps: int, gop: int) -> CodecContext:
+    def _open_h264(self, bps: int, gop: int) -> VideoCodecContext:
         maxrate = min(self.max_bitrate, int(bps * _MAXRATE_HEADROOM))
         maxrate = max(maxrate, bps)
         self._maxrate = maxrate
@@ -248,7 +251,7 @@ class VideoEncoder:
         ctx.open()
         return ctx
 
-    def _open_vp8(self, bps: int, gop: int) -> CodecContext:
+    def _open_vp8(self, bps: int, gop: int) -> VideoCodecContext:
         self._maxrate = bps
         ctx = self._base_context("libvpx", bps, gop)
         ctx.qmin = 4

@@ -20,6 +20,7 @@ import av
 import numpy as np
 from aiortc import RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RtpPacket
 
 from classroom.agent.testpattern import read_pattern_frame
 
@@ -111,10 +112,11 @@ def count_received_bytes(receiver: RTCRtpReceiver, reception: TrackReception) ->
     """
     original = receiver._handle_rtp_packet
 
-    async def counted(packet, arrival_time_ms: int) -> None:  # type: ignore[no-untyped-def]
+    async def counted(packet: RtpPacket, arrival_time_ms: int) -> None:
         reception.bytes += len(packet.payload)
         await original(packet, arrival_time_ms=arrival_time_ms)
 
+    # an instance attribute shadowing aiortc's (private) method: what rtp_glue.py does too
     receiver._handle_rtp_packet = counted  # type: ignore[method-assign]
 
 
@@ -124,10 +126,10 @@ class FrameSaver:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._container: av.container.OutputContainer | None = None
-        self._stream = None
+        self._stream: av.VideoStream | None = None
 
     def write(self, frame: av.VideoFrame) -> None:
-        if self._container is None:
+        if self._container is None or self._stream is None:  # both are set together
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Fragmented MP4, each packet flushed to the file: what was written stays
             # playable if the agent is killed (an unflushed I/O buffer would hold the header).
@@ -148,7 +150,7 @@ class FrameSaver:
             self._container.mux(packet)
 
     def close(self) -> None:
-        if self._container is not None:
+        if self._container is not None and self._stream is not None:
             with contextlib.suppress(Exception):
                 for packet in self._stream.encode(None):
                     self._container.mux(packet)

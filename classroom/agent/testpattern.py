@@ -260,7 +260,7 @@ def luma_plane(frame: av.VideoFrame) -> np.ndarray:
     """The Y plane of a planar YUV frame as a zero-copy (H, W) view; converts otherwise."""
     if frame.format.name in ("yuv420p", "yuvj420p", "nv12", "yuv422p", "yuv444p", "nv21"):
         plane = frame.planes[0]
-        buf = np.frombuffer(plane, dtype=np.uint8)
+        buf = np.frombuffer(memoryview(plane), dtype=np.uint8)  # memoryview: for numpy's types
         return buf.reshape(-1, plane.line_size)[: frame.height, : frame.width]
     return frame.to_ndarray(format="gray")
 

@@ -24,6 +24,7 @@ from fractions import Fraction
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av.audio.codeccontext import AudioCodecContext
 from av.codec.context import CodecContext
 
 from classroom.agent.encoder import VideoEncoder
@@ -43,7 +44,7 @@ class EncodedVideoTrack(MediaStreamTrack):
         self._pending: deque[av.Packet] = deque()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="video-encode")
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.Packet:
         """The next packet, paced by the source's clock (hot path: once per frame)."""
         loop = asyncio.get_running_loop()
         while not self._pending:
@@ -87,9 +88,9 @@ class ToneAudioTrack(MediaStreamTrack):
         self.source = source
         self.muted = False
         self.encode = encode
-        self._opus: CodecContext | None = None
+        self._opus: AudioCodecContext | None = None
 
-    async def recv(self) -> av.AudioFrame | av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.AudioFrame | av.Packet:
         """The next 20 ms, paced in real time (hot path: 50 times a second)."""
         while True:
             if self.readyState != "live":
@@ -113,6 +114,7 @@ class ToneAudioTrack(MediaStreamTrack):
             opus.options = {"application": "voip", "frame_duration": "20"}
             self._opus = opus
         pts = frame.pts
+        assert pts is not None  # the source stamps every frame
         packets = list(self._opus.encode(frame))
         for i, packet in enumerate(packets):
             # our own timeline: the encoder's pts start negative (its look-ahead)
