@@ -21,6 +21,7 @@ all of them).
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -98,6 +99,13 @@ def render(reason: str, params: Mapping[str, Any]) -> tuple[str, dict[str, Param
             f"refusal {reason!r} takes params {sorted(refusal.params)}, not {sorted(params)}"
         )
     return refusal.message(params), {k: _scalar(params[k]) for k in refusal.params}
+
+
+def refused(reason: str, **params: Any) -> dict[str, Any]:
+    """An ApiError's message, reason and params for `reason` (a REST layer's refusal):
+    `raise ApiError(403, ErrorCode.FORBIDDEN, **refused("not_your_pairing", id=3))`."""
+    message, sent = render(reason, params)
+    return {"message": message, "reason": reason, "params": sent}
 
 
 # ------------------------------------------------------------ double bookings
@@ -192,6 +200,7 @@ for _what, _noun in (
     ("lesson", "lesson"),
     ("feed", "calendar feed"),
     ("teacher_account", "teacher account"),
+    ("user", "user"),
 ):
     _add(f"{_what}_not_found", 404, f"no {_noun} {{id}}", f"No {_noun} with this id.",
          sentence=())
@@ -272,7 +281,7 @@ _add("double_booked", 409, _double_booked,
 _add("unknown_school_kind", 400, "unknown school kind {kind!r}", "Not a kind of school.",
      sentence=())
 _add("classroom_name_taken", 409, "school {school_id} already has a classroom named {name!r}",
-     "The school already has a classroom of this name.", sentence=("name",))
+     "The school already has a classroom of this name.", sentence=())
 _add("receiving_count", 400, "a pairing has 1 to {max} receiving classrooms, not {count}",
      "Too few or too many receiving classrooms.", sentence=("max",))
 _add("classroom_listed_twice", 400, "a classroom is listed twice",
@@ -385,7 +394,7 @@ _add("csv_column_twice", 400, "line 1: column {column} appears twice",
 _add("csv_missing_columns", 400, _missing_columns,
      "The header lacks required columns (`columns`, comma-separated; `missing_period`: "
      "neither 节次 nor both times); `unknown` lists the columns it did not recognise.",
-     params=("columns", "missing_period", "unknown"))
+     params=("columns", "missing_period", "unknown"), sentence=("columns", "unknown"))
 _add("csv_many_rows", 400, "more than {max} rows; split the file", "Too many rows.")
 _add("csv_syntax", 400, "line {line}: not valid CSV ({detail})", "The file is not valid CSV.",
      sentence=("line",))
@@ -429,9 +438,67 @@ _add("row_double_booked", 400, _row_double_booked,
      params=(*BOOKING_PARAMS, "row_clashes"), sentence=CLASH_SENTENCE)
 
 
+# Refusals of the REST layer itself (signaling/rest): who may do what, and the request.
+_add("not_your_pairing", 403, "pairing {id} is not taught from your school",
+     "A school admin or teacher schedules only pairings whose main classroom is in their "
+     "school.", sentence=())
+_add("own_teacher_feed_only", 403, "a teacher manages their own teacher feed only",
+     "A teacher may create or revoke only their own teacher feed.")
+_add("rooms_connected", 409, "lesson {lesson_id} has rooms connected; its rooms cannot change now",
+     "Classrooms are in the live lesson: its receiving classrooms cannot change now.",
+     sentence=())
+_add("csv_body_missing", 400, "send the CSV file as the request body",
+     "The import was sent without a file.")
+_add("current_password_wrong", 400, "the current password is wrong",
+     "The current password given to change it is wrong.")
+
+# Request validation (msgspec): the message is msgspec's own (e.g. "Expected `str` of
+# length <= 200 - at `$.title`"), `field` the path; the reason and params classify it
+# (validation_refusal below). Their templates here say the same for the documentation.
+VALIDATION = {
+    "value_required": "a value is required",
+    "too_long": "at most {max} characters",
+    "bad_pattern": "the text does not have the expected form",
+    "bad_datetime": "not a valid date or date-time (RFC 3339, with a UTC offset)",
+    "number_too_small": "a number of at least {min}",
+    "number_too_large": "a number of at most {max}",
+    "too_many": "at most {max} items",
+    "too_few": "at least {min} items",
+    "bad_value": "not one of the values allowed, or of the wrong type",
+    "unknown_field": "the body names a field the endpoint does not know",
+}
+for _name, _template in VALIDATION.items():
+    _add(_name, 400, _template, "Request validation: " + _template + ".")
+
+_VALIDATION_FORMS = (
+    (re.compile(r"^Expected `str` of length >= 1\b|^Object missing required field"),
+     "value_required", None),
+    (re.compile(r"^Expected `str` of length <= (\d+)"), "too_long", "max"),
+    (re.compile(r"^Expected `str` matching regex"), "bad_pattern", None),
+    (re.compile(r"^Invalid RFC3339 encoded|^Expected `(?:datetime|date|time)` with"),
+     "bad_datetime", None),
+    (re.compile(r"^Expected `int` >= (-?\d+)"), "number_too_small", "min"),
+    (re.compile(r"^Expected `int` <= (-?\d+)"), "number_too_large", "max"),
+    (re.compile(r"^Expected `array` of length <= (\d+)"), "too_many", "max"),
+    (re.compile(r"^Expected `array` of length >= (\d+)"), "too_few", "min"),
+    (re.compile(r"^Object contains unknown field"), "unknown_field", None),
+    (re.compile(r"^Expected `|^Invalid enum value"), "bad_value", None),
+)
+
+
+def validation_refusal(message: str) -> tuple[str, dict[str, Param]]:
+    """The reason and params of a request validation message (msgspec's wording, the one
+    place that reads it); ("invalid_body", {}) when it is none of the known forms."""
+    for pattern, reason, param in _VALIDATION_FORMS:
+        if match := pattern.search(message):
+            return reason, ({param: int(match[1])} if param else {})
+    return "invalid_body", {}
+
+
 def shown() -> list[Refusal]:
     """The reasons a client may be answered, in catalogue order."""
     return [r for r in REFUSALS.values() if r.shown]
 
 
-__all__ = ["REFUSALS", "Refusal", "clash_text", "render", "shown"]
+__all__ = ["REFUSALS", "VALIDATION", "Refusal", "clash_text", "refused", "render", "shown",
+           "validation_refusal"]

@@ -29,6 +29,7 @@ from classroom.models import (
     User,
     UserRole,
 )
+from classroom.refusals import refused, validation_refusal
 from signaling.appkeys import DB
 from signaling.errors import ErrorCode
 from signaling.rest.auth import (
@@ -83,7 +84,7 @@ class Call:
 
 
 def not_found(what: str, ident: int) -> ApiError:
-    return ApiError(404, ErrorCode.NOT_FOUND, f"no {what} {ident}")
+    return ApiError(404, ErrorCode.NOT_FOUND, **refused(f"{what}_not_found", id=ident))
 
 
 def json_response(result: Any, status: int = 200) -> web.Response:
@@ -162,7 +163,11 @@ async def _decode_body(request: web.Request, route: Route) -> Any:
     try:
         return msgspec.json.decode(data, type=route.body)
     except msgspec.ValidationError as exc:
-        raise ApiError(400, ErrorCode.INVALID_BODY, str(exc), field=_field_of(str(exc))) from None
+        reason, params = validation_refusal(str(exc))
+        raise ApiError(
+            400, ErrorCode.INVALID_BODY, str(exc), field=_field_of(str(exc)), reason=reason,
+            params=params,
+        ) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, ErrorCode.INVALID_BODY, f"not valid JSON: {exc}") from None
 
@@ -172,7 +177,11 @@ def _decode_query(request: web.Request, route: Route) -> Any:
     try:
         return msgspec.convert(dict(request.query), route.query, strict=False)
     except msgspec.ValidationError as exc:
-        raise ApiError(400, ErrorCode.INVALID_BODY, str(exc), field=_field_of(str(exc))) from None
+        reason, params = validation_refusal(str(exc))
+        raise ApiError(
+            400, ErrorCode.INVALID_BODY, str(exc), field=_field_of(str(exc)), reason=reason,
+            params=params,
+        ) from None
 
 
 def _endpoint(route: Route) -> Any:

@@ -22,6 +22,7 @@ from classroom.models import (
     User,
     UserRole,
 )
+from classroom.refusals import refused
 from signaling.appkeys import LIVE, TOKENS
 from signaling.errors import ErrorCode
 from signaling.live.state import LiveLessonState
@@ -271,8 +272,8 @@ async def _check_teacher_account(db: AsyncSession, user_id: int, main_school: in
         raise ApiError(
             400,
             ErrorCode.INVALID_BODY,
-            f"user {user_id} is not an active teacher of the main classroom's school",
             field="teacher_user_id",
+            **refused("not_a_school_teacher", user_id=user_id),
         )
 
 
@@ -283,12 +284,12 @@ async def create_lesson(call: Call) -> LessonOut:
     async with call.db() as db:
         pairing = await schools.get_pairing(db, body.pairing_id)
         if pairing is None:
-            raise NotFound(f"no pairing {body.pairing_id}", field="pairing_id")
+            raise NotFound.because("pairing_not_found", field="pairing_id", id=body.pairing_id)
         main_school = (await school_of_classrooms(db, [pairing.main_classroom_id]))[
             pairing.main_classroom_id
         ]
         if not can_schedule(call.me, main_school):
-            raise forbidden(f"pairing {pairing.id} is not taught from your school")
+            raise ApiError(403, ErrorCode.FORBIDDEN, **refused("not_your_pairing", id=pairing.id))
         if body.teacher_user_id is not None:
             await _check_teacher_account(db, body.teacher_user_id, main_school)
         lesson = await lessons.create_lesson(
@@ -356,8 +357,8 @@ async def update_lesson(call: Call) -> LessonOut:
             raise ApiError(
                 409,
                 ErrorCode.CONFLICT,
-                f"lesson {lesson_id} has rooms connected; its rooms cannot change now",
                 field="receiving_classroom_ids",
+                **refused("rooms_connected", lesson_id=lesson_id),
             )
         lesson, changes = await lessons.update_lesson(db, lesson_id, **sent)
         await audit_change(call, db, "lesson_updated", f"lesson:{lesson_id}", changes)

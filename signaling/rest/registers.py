@@ -287,7 +287,9 @@ async def create_pairing(call: Call) -> PairingOut:
         if not is_admin(call.me):
             main = await schools.get_classroom(db, body.main_classroom_id)
             if main is None:
-                raise NotFound(f"no classroom {body.main_classroom_id}", field="main_classroom_id")
+                raise NotFound.because(
+                    "classroom_not_found", field="main_classroom_id", id=body.main_classroom_id
+                )
             require_school(call.me, main.school_id)
             await require_rooms_of_school(call, db, body.receiving_classroom_ids)
         pairing = await schools.create_pairing(
@@ -402,7 +404,9 @@ async def update_pairing(call: Call) -> PairingPatched:
         if new_main != pairing.main_classroom_id and not is_admin(call.me):
             main = await schools.get_classroom(db, new_main)
             if main is None:
-                raise NotFound(f"no classroom {new_main}", field="main_classroom_id")
+                raise NotFound.because(
+                    "classroom_not_found", field="main_classroom_id", id=new_main
+                )
             require_school(call.me, main.school_id)
         await require_rooms_of_school(call, db, sent.get("receiving_classroom_ids") or [])
         pairing, changes, rerouted = await schools.update_pairing(db, pairing.id, **sent)

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from classroom import audit, conflicts, ical, terms, timetable, timetable_csv
 from classroom.models import Classroom, Lesson, Pairing, PairingMember, User, UserRole
+from classroom.refusals import refused
 from classroom.terms import Holiday, MakeupDay, Period, TermCalendar, TermSpec
 from classroom.timetable import SeriesSpec, SyncReport
 from classroom.timetable_models import CalendarFeed, FeedKind, LessonSeries, SeriesOccurrence, Term
@@ -198,7 +199,7 @@ async def _pairing_schools(db: AsyncSession, pairing_id: int) -> set[int]:
 async def _require_schedule(call: Call, db: AsyncSession, pairing_id: int) -> None:
     main_school = await timetable.main_school_of_pairing(db, pairing_id)
     if not can_schedule(call.me, main_school):
-        raise forbidden(f"pairing {pairing_id} is not taught from your school")
+        raise ApiError(403, ErrorCode.FORBIDDEN, **refused("not_your_pairing", id=pairing_id))
 
 
 async def _readable_series(call: Call, db: AsyncSession) -> LessonSeries:
@@ -300,7 +301,7 @@ async def _read_csv(request: web.Request) -> bytes:
             raise ApiError(413, ErrorCode.TOO_LARGE, f"the file exceeds {limit} bytes")
         chunks.append(chunk)
     if not size:
-        raise ApiError(400, ErrorCode.INVALID_BODY, "send the CSV file as the request body")
+        raise ApiError(400, ErrorCode.INVALID_BODY, **refused("csv_body_missing"))
     return b"".join(chunks)
 
 
@@ -321,10 +322,19 @@ async def import_timetable(call: Call) -> t.ImportOut | web.Response:
         except timetable_csv.ImportRejected as exc:
             body = t.ImportRejectedOut(
                 error=t.ImportRejectedDetail(
-                    code=ErrorCode.INVALID_BODY.value, message=exc.message
+                    code=ErrorCode.INVALID_BODY.value,
+                    message=exc.message,
+                    reason=exc.reason or "",
+                    params=exc.params,
                 ),
                 rows=[
-                    t.ImportRowError(line=e.line, column=e.column, message=e.message)
+                    t.ImportRowError(
+                        line=e.line,
+                        column=e.column,
+                        message=e.message,
+                        reason=e.reason,
+                        params=e.params,
+                    )
                     for e in exc.errors
                 ],
             )
@@ -486,7 +496,7 @@ async def _may_manage_feed(
     if me.role == UserRole.TEACHER:
         if kind == FeedKind.TEACHER and teacher_id == me.id:
             return
-        raise forbidden("a teacher manages their own teacher feed only")
+        raise ApiError(403, ErrorCode.FORBIDDEN, **refused("own_teacher_feed_only"))
     if kind == FeedKind.CLASSROOM and classroom_id is not None:
         room = await db.get(Classroom, classroom_id)
         if room is not None:

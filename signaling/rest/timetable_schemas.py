@@ -224,9 +224,13 @@ class ImportQuery(Request, kw_only=True):
 
 
 class ImportRowError(Response, kw_only=True):
+    """A refused row: `reason` and `params` as in an error body (docs/api.md)."""
+
     line: int
     column: str | None
     message: str
+    reason: str = ""
+    params: dict[str, str | int | float | bool | None] = msgspec.field(default_factory=dict)
 
 
 class ImportOut(Response, kw_only=True):
@@ -240,6 +244,8 @@ class ImportRejectedDetail(Response, kw_only=True):
     code: str
     message: str
     field: str | None = None
+    reason: str = ""
+    params: dict[str, str | int | float | bool | None] = msgspec.field(default_factory=dict)
 
 
 class ImportRejectedOut(Response, kw_only=True):

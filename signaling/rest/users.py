@@ -135,7 +135,7 @@ async def _school_of_account(
         return school_id
     classroom = await schools.get_classroom(db, classroom_id)
     if classroom is None:
-        raise NotFound(f"no classroom {classroom_id}", field="classroom_id")
+        raise NotFound.because("classroom_not_found", field="classroom_id", id=classroom_id)
     return classroom.school_id
 
 
