@@ -35,6 +35,7 @@ import icalendar
 import pytest
 import sqlalchemy as sa
 
+from classroom import refusals
 from classroom import terms as term_store
 from classroom.models import Lesson, LessonRoom
 from classroom.timetable_models import CalendarFeed, LessonSeries, SeriesOccurrence, Term
@@ -249,12 +250,8 @@ def test_every_string_the_timetable_page_uses_is_in_both_catalogues() -> None:
     }
     used |= {f"lesson.state.{s}" for s in ("scheduled", "open", "live", "ended", "cancelled")}
     used |= {f"kind.{k}" for k in ("dedicated", "famous_teacher", "famous_school")}
-    # The error sentences the server's messages map to (timetable_errors.js PATTERNS).
-    patterns = scripts["timetable_errors.js"].split("const PATTERNS = [", 1)[1].split("\n];", 1)[0]
-    keys = set(re.findall(r"/[gimsuy]*\)?, '([a-z_]+)'", patterns))
-    assert len(keys) > 40, keys
-    used |= {f"timetable.error.{k}" for k in keys}
-    used.discard("timetable.error.")
+    # The sentences of the server's refusal reasons (classroom/refusals.py).
+    used |= {f"error.{r.name}" for r in refusals.shown()}
     missing_zh = sorted(k for k in used if k not in zh)
     missing_en = sorted(k for k in used if k not in en)
     assert missing_zh == [] and missing_en == [], (missing_zh, missing_en)
@@ -432,7 +429,8 @@ async def test_every_refusal_of_the_timetable_api_reads_as_a_catalogue_sentence(
             ("POST", "/calendar-feeds", {"kind": "classroom", "classroom_id": 999}),
             ("POST", "/calendar-feeds", {"kind": "teacher", "teacher_user_id": 999}),
         ]
-        messages = [(await refusal(api, m, p, b))["error"]["message"] for m, p, b in requests]
+        # Each refusal as the page gets it: {code, message, reason, params} (a row: its own).
+        answers = [(await refusal(api, m, p, b))["error"] for m, p, b in requests]
 
         head = (
             "星期,节次,开始时间,结束时间,学科,年级,主讲教室,听课教室,"
@@ -456,26 +454,25 @@ async def test_every_refusal_of_the_timetable_api_reads_as_a_catalogue_sentence(
             api, "POST", f"/terms/{tid}/import", raw=(head + "\n".join(rows)).encode()
         )
         assert len(rejected["rows"]) == len(rows), rejected
-        messages += [r["message"] for r in rejected["rows"]]
+        answers += rejected["rows"]
         for raw in (
             b"\xef\xbb\xbf",
             head.encode(),
             "星期,学科\n星期一,数学\n".encode(),
             b"\xff\xfe\x00",
         ):
-            messages.append(
-                (await refusal(api, "POST", f"/terms/{tid}/import", raw=raw))["error"]["message"]
-            )
+            answers.append((await refusal(api, "POST", f"/terms/{tid}/import", raw=raw))["error"])
+        messages = [a["message"] for a in answers]
 
         page, problems = await open_page(browser, server.base_url)
         texts = await page.evaluate(
-            """async (messages) => {
+            """async (answers) => {
                 const errors = await import('/static/js/timetable_errors.js');
                 const { loadCatalogue } = await import('/static/js/api.js');
                 const t = await loadCatalogue('zh-CN');
-                return messages.map((m) => errors.knownText(t, m));
+                return answers.map((a) => errors.knownText(t, a));
             }""",
-            messages,
+            answers,
         )
         unread = [m for m, text in zip(messages, texts, strict=True) if text is None]
         assert unread == [], unread

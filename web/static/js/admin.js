@@ -145,7 +145,7 @@ async function main() {
 }
 
 window.tongbuAdmin = {
-  describeError: (error) => describeError(Object.assign(new ApiError(error.status, error.code, error.message, error.field))),
+  describeError: (error) => describeError(new ApiError(error.status, error.code, error.message, error.field, { error })),
   get liveUpdates() {
     return state.liveUpdates;
   },

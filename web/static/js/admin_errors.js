@@ -1,23 +1,14 @@
 // The admin API's refusals as sentences of the page's language (the timetable page has its
 // own in timetable_errors.js, whose double-booking sentences a pairing's re-rooming reuses).
 
-import { ApiError } from './session.js';
+import { ApiError, reasonText } from './session.js';
 import { clashText } from './timetable_errors.js';
 import { MAX_RECEIVING, messages, span, t } from './admin_ui.js';
 
 // ------------------------------------------------------------------ server errors
-// The server's messages are stable English sentences (docs/api.md); each known one maps to
-// a catalogue sentence, with the names and numbers it carries.
-
-const BOOKED = /^classroom (\d+) \((.*)\) is booked by lesson (\d+) (['"])(.*)\4 from (\S+) to (\S+)$/;
-const TEACHER_BOOKED =
-  /^teacher (.+?)(?: \(user \d+\))? is booked by lesson (\d+) (['"])(.*)\3(?: \(series \d+\))? from (\S+) to (\S+)$/;
-const IN_USE = /is in use: (.+); (archive it instead|it cannot move to another school)$/;
-const HAS_ROOMS = /^school \d+ has (\d+) active classrooms/;
-// Names come as Python reprs: '...' or, when they hold a ', "...".
-const IN_PAIRING = /^classroom \d+ is in active pairing (\d+) (['"])(.*)\2;/;
-const TO_COME = /has lesson (\d+) (['"])(.*)\2 to come;/;
-const NOT_EDITABLE = /^lesson \d+ is (\w+); only a scheduled or open lesson can be changed$/;
+// The server names the rule that refused (`reason`, docs/api.md) and the values its
+// sentence needs (`params`): the catalogue's `error.<reason>` says it, or the page's own
+// sentence below where the admin page has always said it otherwise.
 
 /** The form field an error names: "receiving_classroom_ids[1]" -> "receiving_classroom_ids". */
 function baseField(field) {
@@ -25,31 +16,7 @@ function baseField(field) {
   return field.replace(/^\$\.?/, '').replace(/\[\d+\].*$/, '').split('.')[0] || null;
 }
 
-/** A msgspec or domain validation message as a sentence from the catalogue. */
-function invalidText(message) {
-  const m = message || '';
-  if (/Expected `array` of length [<>]=/.test(m) || /1 to \d+ receiving classrooms/.test(m)) {
-    return t('admin.error.receiving_count', { max: MAX_RECEIVING });
-  }
-  if (/Expected `str` of length >= 1/.test(m) || /missing required field/i.test(m)) {
-    return t('admin.error.required');
-  }
-  const long = m.match(/Expected `str` of length <= (\d+)/);
-  if (long) return t('admin.error.too_long', { max: long[1] });
-  if (/must end after it starts/.test(m)) return t('admin.error.end_after_start');
-  if (/listed twice/.test(m)) return t('admin.error.receiving_twice');
-  if (/main classroom cannot also receive/.test(m)) return t('admin.error.main_also_receiving');
-  if (/unknown timezone/.test(m)) return t('admin.error.timezone');
-  if (/is not an active teacher/.test(m)) return t('admin.error.teacher_account');
-  if (/datetime|timezone/i.test(m)) return t('admin.error.time');
-  if (/Invalid enum value|unknown .* kind|Expected `int` >= 1|Expected `int`|Expected `bool`/.test(m)) {
-    return t('admin.error.choice');
-  }
-  if (/unknown field/i.test(m)) return t('admin.error.unknown_field');
-  return t('admin.error.invalid', { message: m });
-}
-
-/** "2 lessons, 1 pairings" as "2 节课程、1 个结对". */
+/** "2 lessons, 1 pairings" (the `uses` of an in_use refusal) as "2 节课程、1 个结对". */
 function usesText(list) {
   return list
     .split(', ')
@@ -61,57 +28,50 @@ function usesText(list) {
     .join(t('admin.use.separator'));
 }
 
-function conflictText(message, field) {
+const say = (key) => () => t(key);
+const archived = say('admin.error.archived');
+const choice = say('admin.error.choice');
+const receivingCount = () => t('admin.error.receiving_count', { max: MAX_RECEIVING });
+
+/** The admin page's own sentences, by reason. */
+const OWN = {
+  unknown_timezone: say('admin.error.timezone'),
+  not_a_school_teacher: say('admin.error.teacher_account'),
+  pairing_archived: archived,
+  classroom_archived: archived,
+  classrooms_archived: archived,
+  school_archived: archived,
+  in_use: (p) => t('admin.error.in_use', { uses: usesText(p.uses) }),
+  classroom_in_use_move: (p) => t('admin.error.in_use_move', { uses: usesText(p.uses) }),
+  classroom_booked: (p) =>
+    t('admin.error.double_booking', { room: p.classroom, lesson: p.lesson_id, title: p.title, time: span(p.start, p.end) }),
+  teacher_booked: (p) =>
+    t('admin.error.teacher_booked', { teacher: p.teacher, lesson: p.lesson_id, title: p.title, time: span(p.start, p.end) }),
   // A change that moves many lessons (a pairing's new rooms) names each clash as the
   // timetable does.
-  const clash = clashText(t, message);
-  if (clash) return { field: field || 'planned_start', text: clash };
-  const booked = message.match(BOOKED);
-  if (booked) {
-    return {
-      field: field || 'planned_start',
-      text: t('admin.error.double_booking', {
-        room: booked[2],
-        lesson: booked[3],
-        title: booked[5],
-        time: span(booked[6], booked[7]),
-      }),
-    };
-  }
-  const teacher = message.match(TEACHER_BOOKED);
-  if (teacher) {
-    return {
-      field: field || 'planned_start',
-      text: t('admin.error.teacher_booked', {
-        teacher: teacher[1],
-        lesson: teacher[2],
-        title: teacher[4],
-        time: span(teacher[5], teacher[6]),
-      }),
-    };
-  }
-  if (/already has a classroom named/.test(message)) {
-    return { field: field || 'name', text: t('admin.error.duplicate_classroom') };
-  }
-  const uses = message.match(IN_USE);
-  if (uses) {
-    const key = uses[2] === 'archive it instead' ? 'admin.error.in_use' : 'admin.error.in_use_move';
-    return { field, text: t(key, { uses: usesText(uses[1]) }), inUse: key === 'admin.error.in_use' };
-  }
-  if (/ is archived$/.test(message)) return { field, text: t('admin.error.archived') };
-  const rooms = message.match(HAS_ROOMS);
-  if (rooms) return { field, text: t('admin.error.school_has_rooms', { count: rooms[1] }) };
-  const pairing = message.match(IN_PAIRING);
-  if (pairing) return { field, text: t('admin.error.room_in_pairing', { name: pairing[3] }) };
-  const toCome = message.match(TO_COME);
-  if (toCome) return { field, text: t('admin.error.lesson_to_come', { lesson: toCome[1], title: toCome[3] }) };
-  const notEditable = message.match(NOT_EDITABLE);
-  if (notEditable) {
-    return { field: null, text: t('admin.error.lesson_not_editable', { state: t(`lesson.state.${notEditable[1]}`) }) };
-  }
-  if (/has rooms connected/.test(message)) return { field, text: t('admin.error.rooms_connected') };
-  if (/changed meanwhile/.test(message)) return { field: null, text: t('admin.error.changed_meanwhile') };
-  return { field, text: t('admin.error.conflict', { message }) };
+  double_booked: (p) => clashText(t, p),
+  // request validation
+  value_required: say('admin.error.required'),
+  too_long: (p) => t('admin.error.too_long', { max: p.max }),
+  too_many: receivingCount,
+  too_few: receivingCount,
+  bad_datetime: say('admin.error.time'),
+  number_too_small: choice,
+  number_too_large: choice,
+  bad_value: choice,
+  bad_pattern: (p, error) => t('admin.error.invalid', { message: error.message }),
+};
+// Refusals about a lesson's time: shown next to its start unless the server names a field.
+const BOOKINGS = new Set(['classroom_booked', 'teacher_booked', 'double_booked']);
+// Refusals about the whole form.
+const WHOLE = new Set(['lesson_not_editable', 'changed_meanwhile']);
+
+function conflictText(error, field) {
+  const text = reasonText(t, error, OWN);
+  if (!text) return { field, text: t('admin.error.conflict', { message: error.message || '' }) };
+  if (BOOKINGS.has(error.reason)) return { field: field || 'planned_start', text };
+  if (WHOLE.has(error.reason)) return { field: null, text };
+  return error.reason === 'in_use' ? { field, text, inUse: true } : { field, text };
 }
 
 /**
@@ -127,9 +87,9 @@ export function describeError(error) {
   const message = error.message || '';
   switch (error.code) {
     case 'invalid_body':
-      return { field, text: invalidText(message) };
+      return { field, text: reasonText(t, error, OWN) ?? t('admin.error.invalid', { message }) };
     case 'conflict':
-      return conflictText(message, field);
+      return conflictText(error, field);
     case 'not_found':
       return { field, text: field ? t('admin.error.missing_choice') : t('admin.error.not_found') };
     case 'illegal_transition':

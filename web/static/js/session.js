@@ -11,8 +11,10 @@ export const API_BASE = '/api/v1';
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 /**
- * An API failure: HTTP status and the server's {"error": {code, message, field}}; `answer`
- * is the whole decoded body (a refused timetable import lists every bad row beside `error`).
+ * An API failure: HTTP status and the server's {"error": {code, message, field, reason,
+ * params}}: `reason` names the refusing rule (docs/api.md lists them), `params` the values
+ * its sentence names. `answer` is the whole decoded body (a refused timetable import lists
+ * every bad row beside `error`).
  */
 export class ApiError extends Error {
   constructor(status, code, message, field = null, answer = null) {
@@ -21,7 +23,33 @@ export class ApiError extends Error {
     this.code = code || null;
     this.field = field || null;
     this.answer = answer;
+    const error = answer?.error ?? {};
+    this.reason = error.reason || null;
+    this.params = error.params ?? {};
   }
+}
+
+// Params whose values are names of the catalogue, said in the page's language.
+const PARAM_KEYS = { state: 'lesson.state.', current: 'lesson.state.', to: 'lesson.state.' };
+
+/**
+ * A refusal (an ApiError, or a refused import row: {reason, params}) as the sentence the
+ * catalogue has for its reason, `error.<reason>`, filled from its params; null when the
+ * catalogue has none. `own` maps reasons to the page's own sentence: a function of
+ * (params, refusal) returning the text.
+ */
+export function reasonText(t, refusal, own = {}) {
+  const reason = refusal?.reason;
+  // A reason that is only its code's name says no more than the code (the page's own).
+  if (!reason || reason === refusal.code) return null;
+  const params = { ...(refusal.params ?? {}) };
+  for (const [name, prefix] of Object.entries(PARAM_KEYS)) {
+    if (typeof params[name] === 'string') params[name] = t(prefix + params[name]);
+  }
+  if (Object.hasOwn(own, reason)) return own[reason](params, refusal);
+  const key = `error.${reason}`;
+  const text = t(key, params);
+  return text === key ? null : text;
 }
 
 // The signed-in session as the server last described it: {user, csrf_token, expires_at},

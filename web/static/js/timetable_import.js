@@ -67,7 +67,7 @@ function showRows(rows) {
         { dataset: { line: r.line } },
         el('td', { text: r.line }),
         el('td', { text: r.column ?? t('timetable.import.whole_row') }),
-        el('td', { text: rowReason(t, r.message) }),
+        el('td', { text: rowReason(t, r) }),
       ),
     ),
     '',
