@@ -104,7 +104,7 @@ async def close_room_session(
     )
     if commit:
         await db.commit()
-    return result.rowcount or 0
+    return result.rowcount or 0  # type: ignore[attr-defined]  # DML: a CursorResult, typed Result
 
 
 async def close_orphaned_sessions(db: AsyncSession) -> list[int]:

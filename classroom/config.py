@@ -10,6 +10,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_DATA_DIR = Path("tongbu-data")
 
@@ -83,7 +84,7 @@ class Settings:
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         """Environment variables (TONGBU_*) below explicit overrides from the CLI."""
-        env: dict[str, object] = {}
+        env: dict[str, Any] = {}  # field name: a value of its type, parsed below
         if v := os.environ.get("TONGBU_DATA_DIR"):
             env["data_dir"] = Path(v)
         if v := os.environ.get("TONGBU_DATABASE_URL"):
@@ -120,4 +121,4 @@ class Settings:
                 except ValueError:
                     raise ValueError(f"{name} must be a number of seconds, not {v!r}") from None
         env.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**env)  # type: ignore[arg-type]
+        return cls(**env)

@@ -305,7 +305,7 @@ async def existing_bookings(
         assert rooms is not None and keys is not None
         user_ids = sorted({int(k[1]) for k in keys if k[0] == "user"})
         name_schools = sorted({int(k[1]) for k in keys if k[0] == "name"})
-        touching = [
+        touching: list[sa.ColumnElement[bool]] = [
             Lesson.id.in_(
                 sa.select(LessonRoom.lesson_id).where(LessonRoom.classroom_id.in_(sorted(rooms)))
             )
@@ -496,7 +496,7 @@ async def lock_teachers(db: AsyncSession, keys: Iterable[TeacherKey]) -> None:
     """Transaction-scoped advisory locks on teachers (PostgreSQL), in a fixed order, so
     that two bookings of one teacher in different rooms cannot both pass the check.
     SQLite serialises writers anyway."""
-    if db.bind.dialect.name != "postgresql":
+    if db.get_bind().dialect.name != "postgresql":
         return
     ids = sorted(
         {

@@ -33,6 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from classroom.attendance import (
@@ -588,7 +589,7 @@ async def statistics(
     room_conditions = room_filters(LessonRoom.classroom_id)
 
     # A lesson's key, for groupings by something of the lesson (a room's key comes later).
-    lesson_keys: list[ColumnElement[Any]] = []
+    lesson_keys: list[ColumnElement[Any] | InstrumentedAttribute[Any]] = []
     if by == "week":
         lesson_keys = [_LocalWeek(Lesson.planned_start, sa.literal(offset_s, sa.Integer()))]
     elif by == "term":
@@ -637,7 +638,9 @@ async def statistics(
             .distinct()
             .subquery("pairs")
         )
-        counted_from = per_lesson.join(pairs, pairs.c.lesson_id == per_lesson.c.lesson_id)
+        counted_from: sa.FromClause = per_lesson.join(
+            pairs, pairs.c.lesson_id == per_lesson.c.lesson_id
+        )
         count_keys = [pairs.c.k0]
     else:
         counted_from = per_lesson
@@ -661,7 +664,9 @@ async def statistics(
         .select_from(counted_from)
         .group_by(*count_keys)
     )
-    counted = {row[0] if count_keys else None: row[1:] for row in lesson_rows.all()}
+    counted: dict[Any, tuple[Any, ...]] = {
+        row[0] if count_keys else None: row[1:] for row in lesson_rows.all()
+    }
 
     # 2. Rooms of summarised lessons: their figures summed per key, in one pass.
     r = LessonRoomStats
@@ -740,9 +745,14 @@ async def _labels(db: AsyncSession, by: str, keys: list[Any]) -> dict[Any, str]:
             .where(Classroom.id.in_(keys))
         )
         return {cid: f"{school} {room}" for cid, school, room in rows.all()}
-    table = {"school": School, "pairing": Pairing, "term": Term}[by]
-    rows = await db.execute(sa.select(table.id, table.name).where(table.id.in_(keys)))
-    return dict(rows.all())
+    tables: dict[str, type[School | Pairing | Term]] = {
+        "school": School,
+        "pairing": Pairing,
+        "term": Term,
+    }
+    table = tables[by]
+    named = await db.execute(sa.select(table.id, table.name).where(table.id.in_(keys)))
+    return dict(named.all())
 
 
 async def _term_condition(db: AsyncSession, term_id: int) -> ColumnElement[bool]:

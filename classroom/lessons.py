@@ -524,7 +524,7 @@ async def transition_if(
         .values(state=to.value, **_stamps(to, now, reason))
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return result.rowcount == 1  # type: ignore[attr-defined]  # DML: a CursorResult, typed Result
 
 
 async def load_roster(db: AsyncSession, lesson_id: int) -> LessonRoster | None:

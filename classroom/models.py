@@ -145,6 +145,9 @@ class Base(DeclarativeBase):
         datetime: UTCDateTime(),
         dict[str, Any]: sa.JSON(),
     }
+    # For the type checker only (DeclarativeBase says FromClause): every model here is
+    # mapped to one Table, which Core inserts and the schema's foreign keys work on.
+    __table__: ClassVar[sa.Table]
 
 
 class School(Base):

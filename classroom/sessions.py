@@ -105,7 +105,7 @@ async def end_session(db: AsyncSession, cookie: str) -> bool:
         sa.delete(WebSession).where(WebSession.session_sha256 == _digest(cookie))
     )
     await db.commit()
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)  # type: ignore[attr-defined]  # DML: a CursorResult, typed Result
 
 
 async def end_sessions_of(db: AsyncSession, user_id: int, *, keep: int | None = None) -> int:
@@ -115,7 +115,7 @@ async def end_sessions_of(db: AsyncSession, user_id: int, *, keep: int | None = 
         query = query.where(WebSession.id != keep)
     result = await db.execute(query)
     await db.commit()
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(result.rowcount)  # type: ignore[attr-defined]  # DML: a CursorResult, typed Result
 
 
 async def purge_expired(db: AsyncSession, *, now: datetime | None = None) -> int:
@@ -127,4 +127,4 @@ async def purge_expired(db: AsyncSession, *, now: datetime | None = None) -> int
         )
     )
     await db.commit()
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(result.rowcount)  # type: ignore[attr-defined]  # DML: a CursorResult, typed Result

@@ -327,9 +327,9 @@ def _apply_calendar(term: Term, spec: TermSpec) -> None:
     old_periods = {p.number: p for p in term.periods} if term.id else {}
     periods = []
     for p in spec.periods:
-        row = old_periods.get(p.number) or TermPeriod(number=p.number)
-        row.starts_at, row.ends_at = p.starts_at, p.ends_at
-        periods.append(row)
+        period = old_periods.get(p.number) or TermPeriod(number=p.number)
+        period.starts_at, period.ends_at = p.starts_at, p.ends_at
+        periods.append(period)
     term.periods = periods
 
 

@@ -338,9 +338,9 @@ async def sync_series(
         return SyncReport()
     by_id = {s.id: s for s in series}
     rooms = await _rooms_of(db, [s.pairing_id for s in series])
-    for s in series:
-        if s.pairing_id not in rooms:
-            raise NotFound.because("pairing_not_found", field="pairing_id", id=s.pairing_id)
+    for one in series:
+        if one.pairing_id not in rooms:
+            raise NotFound.because("pairing_not_found", field="pairing_id", id=one.pairing_id)
     await conflicts.lock_classrooms(db, (c for r in rooms.values() for c in r.classroom_ids))
     await conflicts.lock_teachers(
         db,
@@ -855,7 +855,7 @@ async def move_occurrence(
     lesson.planned_start, lesson.planned_end = start, end
     occ.changed = True
     await db.commit()
-    return await db.get(Lesson, lesson_id, populate_existing=True)  # type: ignore[return-value]
+    return await db.get_one(Lesson, lesson_id, populate_existing=True)
 
 
 async def substitute_teacher(
@@ -877,7 +877,7 @@ async def substitute_teacher(
     lesson.teacher_user_id = teacher_user_id
     occ.changed = True
     await db.commit()
-    return await db.get(Lesson, lesson_id, populate_existing=True)  # type: ignore[return-value]
+    return await db.get_one(Lesson, lesson_id, populate_existing=True)
 
 
 async def cancel_occurrence(
@@ -893,7 +893,7 @@ async def cancel_occurrence(
         .execution_options(synchronize_session=False)
     )
     await db.commit()
-    return await db.get(Lesson, lesson_id, populate_existing=True)  # type: ignore[return-value]
+    return await db.get_one(Lesson, lesson_id, populate_existing=True)
 
 
 async def _refuse_for_lesson(

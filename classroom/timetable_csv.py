@@ -24,8 +24,10 @@ import io
 import re
 import unicodedata
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, time
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -428,10 +430,11 @@ async def import_timetable(
 def _clash_errors(exc: DoubleBooking, line_of: dict[int, int]) -> list[RowError]:
     """One error per bad line: its first clash, and how many of its lessons clash."""
     per_line: dict[int, list[dict[str, object]]] = defaultdict(list)
-    for clash, params in zip(exc.clashes, exc.clash_params, strict=True):
-        line = line_of.get(clash.booking.ref)  # type: ignore[arg-type]
+    for clash, clash_params in zip(exc.clashes, exc.clash_params, strict=True):
+        # a booking's ref is what the import gave it: the line number (Booking says object)
+        line = line_of.get(clash.booking.ref)  # type: ignore[call-overload]
         if line is not None:
-            per_line[line].append(params)
+            per_line[line].append(clash_params)
     out = []
     for line, clashes in per_line.items():
         reason = "row_double_booked"
@@ -458,6 +461,9 @@ class _RowProblem(Exception):
         return problem
 
 
+_T = TypeVar("_T")
+
+
 def _row_spec(
     cells: list[str],
     columns: dict[str, int],
@@ -475,7 +481,7 @@ def _row_spec(
             raise _RowProblem(_LABEL[key], "csv_empty_cell", column=_LABEL[key])
         return value
 
-    def parsed(key: str, parse):  # type: ignore[no-untyped-def]
+    def parsed(key: str, parse: Callable[[str], _T]) -> _T:
         try:
             return parse(need(key))
         except CellRefused as exc:
@@ -517,9 +523,10 @@ def _row_spec(
         )
     kind = LessonKind.DEDICATED
     if value := cell("kind"):
-        kind = _KINDS.get(_clean(value).lower())  # type: ignore[assignment]
-        if kind is None:
+        named = _KINDS.get(_clean(value).lower())
+        if named is None:
             raise _RowProblem(_LABEL["kind"], "csv_unknown_kind", value=value)
+        kind = named
     parity = _PARITY.get(_clean(cell("parity")).lower())
     if parity is None:
         raise _RowProblem(_LABEL["parity"], "csv_not_parity", value=cell("parity"))

@@ -264,7 +264,7 @@ async def revoke_token(db: AsyncSession, token: str) -> bool:
         sa.update(ApiToken).where(ApiToken.token_sha256 == _digest(token)).values(revoked=True)
     )
     await db.commit()
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)  # type: ignore[attr-defined]  # DML: a CursorResult, typed Result
 
 
 async def revoke_tokens_of(db: AsyncSession, user_id: int, *, keep: str | None = None) -> int:
@@ -274,7 +274,7 @@ async def revoke_tokens_of(db: AsyncSession, user_id: int, *, keep: str | None =
         query = query.where(ApiToken.token_sha256 != _digest(keep))
     result = await db.execute(query.values(revoked=True))
     await db.commit()
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(result.rowcount)  # type: ignore[attr-defined]  # DML: a CursorResult, typed Result
 
 
 async def change_password(db: AsyncSession, user: User, current: str, new: str) -> User:
