@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -128,7 +129,7 @@ class Clash:
 
     booking: Booking
     other: Booking
-    resource: str  # "classroom" | "teacher"
+    resource: Literal["classroom", "teacher"]
     classroom_id: int | None = None
 
     def params(

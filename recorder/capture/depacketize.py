@@ -229,6 +229,7 @@ class FrameAssembler:
 
     def _give_up_hole(self, out: list[AssembledFrame]) -> None:
         first = min(self._pending)
+        # _next is None only before the first packet, and a hole needs one before it
         self.counters.lost_packets += first - self._next  # type: ignore[operator]
         self._lose(out)
         self._next = first

@@ -34,6 +34,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 MAGIC = b"TBPKTLOG"
 VERSION = 1
@@ -67,9 +68,9 @@ class TrackMeta:
     height: int | None = None
 
     @classmethod
-    def from_json(cls, data: dict[str, object]) -> TrackMeta:
+    def from_json(cls, data: dict[str, Any]) -> TrackMeta:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass(slots=True)

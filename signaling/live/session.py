@@ -308,6 +308,7 @@ class SignalingSession:
                     planned_start=roster.planned_start.isoformat(),
                     planned_end=roster.planned_end.isoformat(),
                 ),
+                # self.role is str | None on the session; this join just set it to a JoinRole
                 you=protocol.YouInfo(classroom_id=self.classroom_id, role=self.role, name=name),  # type: ignore[arg-type]
                 rejoin_token=rejoin_token,
                 rejoin_expires_at=rejoin_expires.isoformat(),

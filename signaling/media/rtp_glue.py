@@ -73,6 +73,7 @@ def claim_receiver(receiver: RTCRtpReceiver, handler: InboundHandler) -> None:
             receiver.transport._unregister_rtp_receiver(receiver)
         handler.stop()
 
+    # method-assign: instance attributes shadow aiortc's methods, on purpose (see above)
     receiver.receive = receive  # type: ignore[method-assign]
     receiver._handle_rtp_packet = handler.on_rtp  # type: ignore[method-assign]
     receiver._handle_rtcp_packet = handler.on_rtcp  # type: ignore[method-assign]
@@ -96,6 +97,7 @@ def claim_sender(sender: RTCRtpSender, handler: OutboundHandler) -> None:
             sender.transport._unregister_rtp_sender(sender)
         handler.stop()
 
+    # method-assign: as in claim_receiver
     sender.send = send  # type: ignore[method-assign]
     sender._handle_rtcp_packet = handler.on_rtcp  # type: ignore[method-assign]
     sender.stop = stop  # type: ignore[method-assign]

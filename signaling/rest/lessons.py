@@ -169,7 +169,7 @@ def _lesson_out(lesson: Lesson) -> LessonOut:
     return LessonOut(
         id=lesson.id,
         pairing_id=lesson.pairing_id,
-        kind=lesson.kind,  # type: ignore[arg-type]
+        kind=lesson.kind,  # type: ignore[arg-type]  # str column CHECKed to LessonKind
         subject=lesson.subject,
         grade=lesson.grade,
         teacher_name=lesson.teacher_name,
@@ -177,7 +177,7 @@ def _lesson_out(lesson: Lesson) -> LessonOut:
         planned_start=lesson.planned_start,
         planned_end=lesson.planned_end,
         broadcast=lesson.broadcast,
-        state=lesson.state,  # type: ignore[arg-type]
+        state=lesson.state,  # type: ignore[arg-type]  # str column CHECKed to LessonState
         opened_at=lesson.opened_at,
         started_at=lesson.started_at,
         ended_at=lesson.ended_at,
@@ -188,7 +188,7 @@ def _lesson_out(lesson: Lesson) -> LessonOut:
                 classroom_id=r.classroom_id,
                 name=r.classroom.name,
                 school_name=r.classroom.school.name,
-                role=r.role,  # type: ignore[arg-type]
+                role=r.role,  # type: ignore[arg-type]  # str column CHECKed to RoomRole
                 position=r.position,
             )
             for r in rooms

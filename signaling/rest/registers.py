@@ -138,7 +138,7 @@ def _school_out(school: School) -> SchoolOut:
     return SchoolOut(
         id=school.id,
         name=school.name,
-        kind=school.kind,  # type: ignore[arg-type]
+        kind=school.kind,  # type: ignore[arg-type]  # str column CHECKed to SchoolKind
         region=school.region,
         timezone=school.timezone,
         active=school.active,

@@ -289,10 +289,10 @@ async def lesson_statistics(call: Call) -> LessonStatisticsOut:
         lesson_id=lesson.id,
         title=lesson.title,
         teacher_name=lesson.teacher_name,
-        state=lesson.state,  # type: ignore[arg-type]
+        state=lesson.state,  # type: ignore[arg-type]  # str column CHECKed to LessonState
         planned_start=lesson.planned_start,
         planned_end=lesson.planned_end,
-        verdict=summary.verdict if over else "pending",  # type: ignore[arg-type]
+        verdict=summary.verdict if over else "pending",  # type: ignore[arg-type]  # a LessonVerdict
         final=final,
         computed_at=computed_at,
         late=summary.late,

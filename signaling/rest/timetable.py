@@ -104,7 +104,7 @@ def _series_out(s: LessonSeries) -> t.SeriesOut:
         id=s.id,
         term_id=s.term_id,
         pairing_id=s.pairing_id,
-        kind=s.kind,  # type: ignore[arg-type]
+        kind=s.kind,  # type: ignore[arg-type]  # str column of a LessonKind value
         subject=s.subject,
         grade=s.grade,
         title=s.title,
@@ -115,7 +115,7 @@ def _series_out(s: LessonSeries) -> t.SeriesOut:
         period=s.period,
         start_time=_hhmm(s.start_time),
         end_time=_hhmm(s.end_time),
-        week_parity=s.week_parity,  # type: ignore[arg-type]
+        week_parity=s.week_parity,  # type: ignore[arg-type]  # str column CHECKed to WeekParity
         first_date=s.first_date,
         last_date=s.last_date,
     )
@@ -158,7 +158,7 @@ def _occurrence_out(occ: SeriesOccurrence, lesson: Lesson) -> t.OccurrenceOut:
         series_id=occ.series_id,
         occurrence_date=occ.occurrence_date,
         changed=occ.changed,
-        state=lesson.state,  # type: ignore[arg-type]
+        state=lesson.state,  # type: ignore[arg-type]  # str column CHECKed to LessonState
         planned_start=lesson.planned_start,
         planned_end=lesson.planned_end,
         teacher_name=lesson.teacher_name,
@@ -169,7 +169,7 @@ def _occurrence_out(occ: SeriesOccurrence, lesson: Lesson) -> t.OccurrenceOut:
 def _feed_out(feed: CalendarFeed) -> t.FeedOut:
     return t.FeedOut(
         id=feed.id,
-        kind=feed.kind,  # type: ignore[arg-type]
+        kind=feed.kind,  # type: ignore[arg-type]  # str column CHECKed to FeedKind
         classroom_id=feed.classroom_id,
         teacher_user_id=feed.teacher_user_id,
         name=feed.name,
@@ -281,7 +281,7 @@ async def term_clashes(call: Call) -> t.ClashList:
             t.ClashOut(
                 lesson_id=c.booking.lesson_id,
                 other_lesson_id=c.other.lesson_id,
-                resource=c.resource,  # type: ignore[arg-type]
+                resource=c.resource,
                 classroom_id=c.classroom_id,
                 message=m,
             )

@@ -89,7 +89,7 @@ def user_out(user: User) -> UserOut:
         id=user.id,
         username=user.username,
         display_name=user.display_name,
-        role=user.role,  # type: ignore[arg-type]
+        role=user.role,  # type: ignore[arg-type]  # str column CHECKed to UserRole
         school_id=user.school_id,
         classroom_id=user.classroom_id,
         disabled=user.disabled,
