@@ -35,7 +35,6 @@ from recorder.library.schemas import (
     CommentIn,
     CommentList,
     CommentOut,
-    CriterionOut,
     ExportQuery,
     FileQuery,
     LibraryFacets,
@@ -57,7 +56,7 @@ from signaling.appkeys import STORAGE
 from signaling.errors import ErrorCode
 from signaling.rest.kit import Call
 from signaling.rest.openapi import ANY_USER, Route
-from signaling.rest.schemas import ApiError
+from signaling.rest.schemas import ApiError, from_row
 
 PRESIGNED_TTL_S = 300
 
@@ -73,78 +72,28 @@ def file_url(rec_id: int, file_id: int) -> str:
     return f"/api/v1/library/{rec_id}/files/{file_id}"
 
 
-def _recording_fields(rec: Recording) -> dict[str, Any]:
-    poster = next((f.id for f in rec.files if f.role == RecordingFileRole.POSTER), None)
-    return {
-        "id": rec.id,
-        "lesson_id": rec.lesson_id,
-        "title": rec.title,
-        "kind": rec.kind,
-        "subject": rec.subject,
-        "grade": rec.grade,
-        "teacher_name": rec.teacher_name,
-        "main_school_id": rec.main_school_id,
-        "main_school": rec.main_school,
-        "receiving_schools": [
-            SchoolRef(id=x["id"], name=x["name"]) for x in rec.receiving_schools
-        ],
-        "started_at": rec.started_at,
-        "duration_s": rec.duration_s,
-        "term": rec.term,
-        "state": rec.state,
-        "published": rec.published,
-        "poster_file_id": poster,
-    }
+def _poster_id(rec: Recording) -> int | None:
+    return next((f.id for f in rec.files if f.role == RecordingFileRole.POSTER), None)
 
 
 def _recording_out(rec: Recording) -> RecordingOut:
-    return RecordingOut(**_recording_fields(rec))
+    return from_row(RecordingOut, rec, poster_file_id=_poster_id(rec))
 
 
 def _file_out(rec: Recording, f: RecordingFile) -> RecordingFileOut:
-    return RecordingFileOut(
-        id=f.id,
-        role=f.role,  # type: ignore[arg-type]  # str column CHECKed to RecordingFileRole
-        classroom_id=f.classroom_id,
-        mime=f.mime,
-        size=f.size,
-        sha256=f.sha256,
-        duration_s=f.duration_s,
-        url=file_url(rec.id, f.id),
-        offset_s=f.offset_s,
-    )
+    return from_row(RecordingFileOut, f, url=file_url(rec.id, f.id))
 
 
 def _comment_out(c: RecordingComment) -> CommentOut:
-    return CommentOut(
-        id=c.id,
-        user_id=c.user_id,
-        author_name=c.author_name,
-        t_s=c.t_s,
-        text=c.text,
-        created_at=c.created_at,
-    )
+    return from_row(CommentOut, c)
 
 
 def _rating_out(r: RecordingRating) -> RatingOut:
-    return RatingOut(
-        id=r.id,
-        user_id=r.user_id,
-        author_name=r.author_name,
-        rubric_id=r.rubric_id,
-        scores=r.scores,
-        total=r.total,
-        comment=r.comment,
-        updated_at=r.updated_at,
-    )
+    return from_row(RatingOut, r)
 
 
 def _rubric_out(rubric: Rubric) -> RubricOut:
-    return RubricOut(
-        id=rubric.id,
-        name=rubric.name,
-        criteria=[CriterionOut(**c) for c in rubric.criteria],
-    )
+    return from_row(RubricOut, rubric)
 
 
 # --------------------------------------------------------------------- checks
@@ -243,8 +192,10 @@ async def get_recording(call: Call) -> RecordingDetail:
             )
             for r in (roster.rooms if roster is not None else ())
         ]
-        return RecordingDetail(
-            **_recording_fields(rec),
+        return from_row(
+            RecordingDetail,
+            rec,
+            poster_file_id=_poster_id(rec),
             files=[_file_out(rec, f) for f in rec.files],
             rooms=rooms,
             reviews_visible=reviews,

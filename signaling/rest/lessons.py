@@ -55,6 +55,7 @@ from signaling.rest.schemas import (
     Request,
     Response,
     Short,
+    from_row,
 )
 
 # -------------------------------------------------------------- schemas
@@ -166,30 +167,12 @@ WS_URL = "/ws/v1"
 
 def _lesson_out(lesson: Lesson) -> LessonOut:
     rooms = sorted(lesson.rooms, key=lambda r: (r.role != "main", r.position))
-    return LessonOut(
-        id=lesson.id,
-        pairing_id=lesson.pairing_id,
-        kind=lesson.kind,  # type: ignore[arg-type]  # str column CHECKed to LessonKind
-        subject=lesson.subject,
-        grade=lesson.grade,
-        teacher_name=lesson.teacher_name,
-        title=lesson.title,
-        planned_start=lesson.planned_start,
-        planned_end=lesson.planned_end,
-        broadcast=lesson.broadcast,
-        state=lesson.state,  # type: ignore[arg-type]  # str column CHECKed to LessonState
-        opened_at=lesson.opened_at,
-        started_at=lesson.started_at,
-        ended_at=lesson.ended_at,
-        end_reason=lesson.end_reason,
-        teacher_user_id=lesson.teacher_user_id,
+    return from_row(
+        LessonOut,
+        lesson,
         rooms=[
-            LessonRoomOut(
-                classroom_id=r.classroom_id,
-                name=r.classroom.name,
-                school_name=r.classroom.school.name,
-                role=r.role,  # type: ignore[arg-type]  # str column CHECKed to RoomRole
-                position=r.position,
+            from_row(
+                LessonRoomOut, r, name=r.classroom.name, school_name=r.classroom.school.name
             )
             for r in rooms
         ],

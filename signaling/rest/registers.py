@@ -31,7 +31,7 @@ from signaling.rest.auth import (
 )
 from signaling.rest.kit import SCHOOL_ACCOUNTS, STAFF, Call, audit_change, not_found, sent_fields
 from signaling.rest.openapi import Route
-from signaling.rest.schemas import Deleted, Id, Name, Request, Response, SchoolKindName
+from signaling.rest.schemas import Deleted, Id, Name, Request, Response, SchoolKindName, from_row
 
 # -------------------------------------------------------------- schemas
 
@@ -135,33 +135,16 @@ class PairingList(Response):
     items: list[PairingOut]
 
 def _school_out(school: School) -> SchoolOut:
-    return SchoolOut(
-        id=school.id,
-        name=school.name,
-        kind=school.kind,  # type: ignore[arg-type]  # str column CHECKed to SchoolKind
-        region=school.region,
-        timezone=school.timezone,
-        active=school.active,
-    )
+    return from_row(SchoolOut, school)
 
 
 def _classroom_out(classroom: Classroom) -> ClassroomOut:
-    return ClassroomOut(
-        id=classroom.id,
-        school_id=classroom.school_id,
-        school_name=classroom.school.name,
-        name=classroom.name,
-        active=classroom.active,
-    )
+    return from_row(ClassroomOut, classroom, school_name=classroom.school.name)
 
 
 def _pairing_out(pairing: Pairing) -> PairingOut:
-    return PairingOut(
-        id=pairing.id,
-        name=pairing.name,
-        main_classroom_id=pairing.main_classroom_id,
-        receiving_classroom_ids=[m.classroom_id for m in pairing.members],
-        active=pairing.active,
+    return from_row(
+        PairingOut, pairing, receiving_classroom_ids=[m.classroom_id for m in pairing.members]
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -98,3 +98,16 @@ class ApiError(Exception):
                 params=self.params,
             )
         )
+
+
+Out = TypeVar("Out", bound=msgspec.Struct)
+
+
+def from_row(into: type[Out], row: object, **computed: Any) -> Out:
+    """A response read from an ORM row (or any object): each field of `into` from the row's
+    attribute of the same name, but those given in `computed`. The field list is written
+    once, in the struct, and the result is validated like a request: a column holding a
+    value outside the schema's Literal fails here, loudly, instead of reaching a client."""
+    values = {name: getattr(row, name) for name in into.__struct_fields__ if name not in computed}
+    values.update(computed)
+    return msgspec.convert(values, into, from_attributes=True)

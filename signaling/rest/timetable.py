@@ -30,7 +30,7 @@ from signaling.rest import timetable_schemas as t
 from signaling.rest.auth import can_schedule, forbidden, is_admin, require_school
 from signaling.rest.kit import Call
 from signaling.rest.openapi import Route
-from signaling.rest.schemas import ApiError
+from signaling.rest.schemas import ApiError, from_row
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,28 +54,13 @@ def _time(value: str | None) -> time | None:
 
 def _term_out(term: Term) -> t.TermOut:
     calendar = TermCalendar.of(term)
-    return t.TermOut(
-        id=term.id,
-        school_year=term.school_year,
-        name=term.name,
-        region=term.region,
-        start_date=term.start_date,
-        end_date=term.end_date,
-        timezone=term.timezone,
+    return from_row(
+        t.TermOut,
+        term,
         weeks=calendar.week_of(term.end_date),
-        holidays=[
-            t.HolidayOut(start_date=h.start_date, end_date=h.end_date, name=h.name)
-            for h in term.holidays
-        ],
-        makeup_days=[
-            t.MakeupDayOut(date=m.date, follows_weekday=m.follows_weekday, name=m.name)
-            for m in term.makeup_days
-        ],
         periods=[
-            t.PeriodOut(
-                number=p.number,
-                starts_at=_hhmm(p.starts_at) or "",
-                ends_at=_hhmm(p.ends_at) or "",
+            from_row(
+                t.PeriodOut, p, starts_at=_hhmm(p.starts_at) or "", ends_at=_hhmm(p.ends_at) or ""
             )
             for p in term.periods
         ],
@@ -100,24 +85,8 @@ def _term_spec(body: t.TermIn) -> TermSpec:
 
 
 def _series_out(s: LessonSeries) -> t.SeriesOut:
-    return t.SeriesOut(
-        id=s.id,
-        term_id=s.term_id,
-        pairing_id=s.pairing_id,
-        kind=s.kind,  # type: ignore[arg-type]  # str column of a LessonKind value
-        subject=s.subject,
-        grade=s.grade,
-        title=s.title,
-        teacher_name=s.teacher_name,
-        teacher_user_id=s.teacher_user_id,
-        broadcast=s.broadcast,
-        weekday=s.weekday,
-        period=s.period,
-        start_time=_hhmm(s.start_time),
-        end_time=_hhmm(s.end_time),
-        week_parity=s.week_parity,  # type: ignore[arg-type]  # str column CHECKed to WeekParity
-        first_date=s.first_date,
-        last_date=s.last_date,
+    return from_row(
+        t.SeriesOut, s, start_time=_hhmm(s.start_time), end_time=_hhmm(s.end_time)
     )
 
 
@@ -142,41 +111,23 @@ def _series_spec(body: t.SeriesIn) -> SeriesSpec:
 
 
 def _generation_out(report: SyncReport, dry_run: bool = False) -> t.GenerationOut:
-    return t.GenerationOut(
-        created=report.created,
-        updated=report.updated,
-        removed=report.removed,
-        unchanged=report.unchanged,
-        kept=report.kept,
-        dry_run=dry_run,
-    )
+    return from_row(t.GenerationOut, report, dry_run=dry_run)
 
 
 def _occurrence_out(occ: SeriesOccurrence, lesson: Lesson) -> t.OccurrenceOut:
-    return t.OccurrenceOut(
+    """The lesson as it is now (moved, substituted), and where it stands in its series."""
+    return from_row(
+        t.OccurrenceOut,
+        lesson,
         lesson_id=lesson.id,
         series_id=occ.series_id,
         occurrence_date=occ.occurrence_date,
         changed=occ.changed,
-        state=lesson.state,  # type: ignore[arg-type]  # str column CHECKed to LessonState
-        planned_start=lesson.planned_start,
-        planned_end=lesson.planned_end,
-        teacher_name=lesson.teacher_name,
-        teacher_user_id=lesson.teacher_user_id,
     )
 
 
 def _feed_out(feed: CalendarFeed) -> t.FeedOut:
-    return t.FeedOut(
-        id=feed.id,
-        kind=feed.kind,  # type: ignore[arg-type]  # str column CHECKed to FeedKind
-        classroom_id=feed.classroom_id,
-        teacher_user_id=feed.teacher_user_id,
-        name=feed.name,
-        created_at=feed.created_at,
-        last_used_at=feed.last_used_at,
-        revoked=feed.revoked,
-    )
+    return from_row(t.FeedOut, feed)
 
 
 # ------------------------------------------------------------------ scope

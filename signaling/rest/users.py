@@ -27,7 +27,7 @@ from signaling.rest.auth import (
 )
 from signaling.rest.kit import Call, not_found
 from signaling.rest.openapi import Route
-from signaling.rest.schemas import ApiError, Id, Password, Request, Response, UserRoleName
+from signaling.rest.schemas import ApiError, Id, Password, Request, Response, UserRoleName, from_row
 
 # -------------------------------------------------------------- schemas
 
@@ -85,15 +85,8 @@ class UserQuery(Request):
 
 
 def user_out(user: User) -> UserOut:
-    return UserOut(
-        id=user.id,
-        username=user.username,
-        display_name=user.display_name,
-        role=user.role,  # type: ignore[arg-type]  # str column CHECKed to UserRole
-        school_id=user.school_id,
-        classroom_id=user.classroom_id,
-        disabled=user.disabled,
-        locked_until=user.locked_until if users.is_locked(user) else None,
+    return from_row(
+        UserOut, user, locked_until=user.locked_until if users.is_locked(user) else None
     )
 
 
