@@ -62,6 +62,44 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "postgresql: runs against a throwaway PostgreSQL database")
 
 
+# The files that take longest (real agents, real lesson clocks, a browser, many
+# subprocesses), longest first as measured on the 2-core CI box. scripts/test hands whole
+# files to two workers in collection order (--dist loadfile --no-loadscope-reorder), so
+# these start first and the many quick files fill the gaps at the end: longest first keeps
+# one worker from starting a two-minute file while the other has nothing left. (xdist's
+# default order, most tests first, ran these single-test files last.) Only the order
+# changes; a file missing from the list keeps its place after them.
+LONG_FILES = (
+    "test_permissions.py",
+    "test_term_e2e.py",
+    "test_auto_agents.py",
+    "test_device_binding.py",
+    "test_recording_e2e.py",
+    "test_recorder_capture.py",
+    "test_pages_reach_browser.py",
+    "test_admin_browser.py",
+    "test_console_browser.py",
+    "test_timetable_cli.py",
+    "test_timetable_browser.py",
+    "test_reviewer_browser.py",
+    "test_link_quality.py",
+    "test_stats_browser.py",
+    "test_recording_bell.py",
+    "test_demo.py",
+    "test_link_drop.py",
+    "test_live_lesson.py",
+    "test_broadcast_browser.py",
+    "test_broadcast.py",
+    "test_finalise.py",
+    "test_replay_browser.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
+
+
 def _asyncpg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
