@@ -8,6 +8,7 @@ passwords an account is locked for LOCKOUT, which turns online guessing into a c
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import secrets
 from datetime import datetime, timedelta
@@ -40,9 +41,15 @@ TOKEN_PREFIX = "tb_"  # makes a leaked token recognisable to secret scanners and
 LAST_USED_GRANULARITY = timedelta(minutes=1)
 
 _hasher = PasswordHasher()
-# Verified against when the username is unknown, so that a miss costs as long as a hit
-# and response times do not reveal which usernames exist.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """Verified against when the username is unknown, so that a miss costs as long as a hit
+    and response times do not reveal which usernames exist. Made on first use (an argon2
+    hash costs ~0.2 s, which every `tongbu` command would pay at import); the server makes
+    it as it starts (signaling/app.py), so no sign-in pays it."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 class AuthenticationFailed(DomainError):
@@ -194,10 +201,10 @@ async def authenticate(
     now = now or utcnow()
     user = await get_user_by_name(db, username)
     if user is None:
-        await _verify(_DUMMY_HASH, password)
+        await _verify(dummy_hash(), password)
         raise AuthenticationFailed("unknown_user")
     if user.locked_until is not None and user.locked_until > now:
-        await _verify(_DUMMY_HASH, password)
+        await _verify(dummy_hash(), password)
         raise AuthenticationFailed("locked", user)
     if not await _verify(user.password_hash, password):
         user.failed_logins += 1

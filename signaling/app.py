@@ -9,6 +9,7 @@ Only the schema migration waits for startup, because it is async.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from classroom.config import Settings
 from classroom.db import create_engine, migrate, sessionmaker_for
+from classroom.users import dummy_hash
 from recorder.broadcast.setup import setup_broadcast
 from recorder.capture.setup import setup_recorder
 from recorder.finalise.jobs import setup_finalisation
@@ -70,7 +72,7 @@ def create_app(settings: Settings) -> web.Application:
     app[STORAGE] = storage_from_settings(settings)
 
     async def database(app: web.Application) -> AsyncIterator[None]:
-        await migrate(engine)
+        await asyncio.gather(migrate(engine), asyncio.to_thread(dummy_hash))
         logger.info("database ready: %s", engine.url.render_as_string(hide_password=True))
         yield
         await engine.dispose()

@@ -35,11 +35,10 @@ from typing import Any, TypeVar
 import aiohttp
 
 from classroom.agent.client import ClassroomAgent, Reporter
+from classroom.agent.defaults import POLL_S, REFRESH_S
 
 logger = logging.getLogger(__name__)
 
-REFRESH_S = 60.0  # timetable refresh while nothing is due
-POLL_S = 2.0  # while a lesson is due to open (the server's scheduler opens it within seconds)
 BACKOFF_START = 1.0
 BACKOFF_MAX = 30.0
 HTTP_TIMEOUT_S = 15.0

@@ -10,10 +10,13 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from classroom.agent.auto import POLL_S, REFRESH_S, AutoAgent
-from classroom.agent.client import ClassroomAgent, Reporter
-from classroom.agent.encoder import KEYFRAME_INTERVAL_S
+from classroom.agent.defaults import KEYFRAME_INTERVAL_S, POLL_S, REFRESH_S
+
+if TYPE_CHECKING:
+    from classroom.agent.auto import AutoAgent
+    from classroom.agent.client import ClassroomAgent
 
 
 def add_agent_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -76,6 +79,9 @@ def add_agent_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_agent_command(args: argparse.Namespace) -> int:
+    # the media stack (aiortc, PyAV, OpenCV) loads here, not for every `tongbu` command
+    from classroom.agent.auto import AutoAgent
+    from classroom.agent.client import ClassroomAgent, Reporter
     from classroom.agent.publisher import publisher_factory
     from classroom.agent.sources import parse_source
 

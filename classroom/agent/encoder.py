@@ -25,6 +25,8 @@ import av
 from av.codec.context import CodecContext
 from av.video.codeccontext import VideoCodecContext
 
+from classroom.agent.defaults import KEYFRAME_INTERVAL_S
+
 logger = logging.getLogger(__name__)
 
 VIDEO_TIME_BASE = Fraction(1, 90000)  # RTP video clock; aiortc's pack() expects it
@@ -32,7 +34,6 @@ Codec = Literal["h264", "vp8"]
 
 MIN_BITRATE = 150_000
 MAX_BITRATE = 2_500_000
-KEYFRAME_INTERVAL_S = 4.0  # a late subscriber or a lost packet recovers within this
 BITRATE_HYSTERESIS = 0.15  # ignore REMB wobble smaller than this
 RECONFIGURE_INTERVAL_S = 1.0  # at most one rate change per second
 # x264 changes its ABR target live, but its VBV ceiling (maxrate) only on reopen. We open

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from aiortc import RTCRtpSender
 
 from classroom.agent.client import Publisher, PublisherFactory
-from classroom.agent.encoder import KEYFRAME_INTERVAL_S, Codec, VideoEncoder
+from classroom.agent.defaults import KEYFRAME_INTERVAL_S
+from classroom.agent.encoder import Codec, VideoEncoder
 from classroom.agent.feedback import watch_sender_feedback
 from classroom.agent.sources import SourceSpec, ToneSource, parse_source
 from classroom.agent.tracks import EncodedVideoTrack, ToneAudioTrack
