@@ -85,6 +85,7 @@ async def test_watch_page_needs_a_numeric_lesson(client: TestClient, path: str) 
         ("/static/js/live_media.js", "text/javascript; charset=utf-8"),
         ("/static/js/live_local.js", "text/javascript; charset=utf-8"),
         ("/static/js/admin_ui.js", "text/javascript; charset=utf-8"),
+        ("/static/js/dom.js", "text/javascript; charset=utf-8"),
         ("/static/js/admin_core.js", "text/javascript; charset=utf-8"),
         ("/static/js/admin_rows.js", "text/javascript; charset=utf-8"),
         ("/static/js/admin_lessons.js", "text/javascript; charset=utf-8"),

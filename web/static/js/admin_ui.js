@@ -4,6 +4,8 @@
 // _classrooms, _pairings, _lessons, _live), admin_core.js, admin_rows.js and the error
 // sentences (admin_errors.js) use these.
 
+import { $, el } from './dom.js';
+
 export const MAX_RECEIVING = 4;
 // Lesson times are entered and shown in Beijing time. Asia/Shanghai has been UTC+8 all
 // year since 1991, so a form value converts with a fixed offset.
@@ -11,7 +13,7 @@ export const ZONE = 'Asia/Shanghai';
 export const ZONE_OFFSET = '+08:00';
 
 export const lang = new URLSearchParams(window.location.search).get('lang') === 'en' ? 'en' : 'zh-CN';
-export const $ = (id) => document.getElementById(id);
+export { $, el };
 
 export let messages = {};
 
@@ -94,24 +96,6 @@ export function fromLocalInput(value) {
 
 export function megabytes(bytes) {
   return `${(Number(bytes || 0) / 1_000_000).toFixed(1)} MB`;
-}
-
-export function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === 'class') node.className = value;
-    else if (key === 'text') node.textContent = value;
-    else if (key === 'dataset') Object.assign(node.dataset, value);
-    else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value === true ? '' : value);
-  }
-  for (const child of children.flat()) {
-    if (child !== null && child !== undefined && child !== false) {
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-    }
-  }
-  return node;
 }
 
 export function setStatus(text, kind = 'info') {

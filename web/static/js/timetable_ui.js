@@ -6,26 +6,9 @@
 // next to the field the server names (`holidays[1]`, `periods[0].ends_at`, `date`), or at
 // the foot of the form when it names none (a double booking).
 
-export const $ = (id) => document.getElementById(id);
+import { $, el } from './dom.js';
 
-/** An element with attributes, listeners (`onclick`), `text`, `dataset` and children. */
-export function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === 'class') node.className = value;
-    else if (key === 'text') node.textContent = value;
-    else if (key === 'dataset') Object.assign(node.dataset, value);
-    else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value === true ? '' : value);
-  }
-  for (const child of children.flat()) {
-    if (child !== null && child !== undefined && child !== false) {
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-    }
-  }
-  return node;
-}
+export { $, el };
 
 /** A select's options; the current choice is kept when it is still offered. */
 export function setOptions(select, items, { placeholder = null } = {}) {
