@@ -295,6 +295,7 @@ async def test_a_leg_switched_to_another_room_continues_one_sequence_and_timesta
     assert after[0].sequence_number == (last.sequence_number + 1) & 0xFFFF
     # the pause in the timestamps is the time that really passed: 1/15 s + 0.5 s + the
     # frames of room 2 skipped while waiting for its keyframe (5 frame intervals)
+    # (a fake clock: exact RTP ticks, not a time measured on this machine; ±1 for rounding)
     elapsed = 1 / FPS + 0.5 + 5 / FPS
     pause = (after[0].timestamp - last.timestamp) & 0xFFFFFFFF
     assert abs(pause - elapsed * 90000) <= 1
@@ -349,6 +350,7 @@ async def test_a_room_that_publishes_again_is_followed_by_the_same_leg_in_one_nu
         got = [RtpPacket.parse(d) for d in wire]
         assert consecutive([p.sequence_number for p in got])
         gap = (got[sent_before].timestamp - got[sent_before - 1].timestamp) & 0xFFFFFFFF
+        # the fake clock's 2.0 s plus one frame, in exact RTP ticks (±1 for rounding)
         assert abs(gap - (1 / FPS + 2.0) * 90000) <= 1
         assert decoded(got) == [(3, n) for n in range(10)] + [(3, n) for n in range(45)]
     finally:
