@@ -5,9 +5,10 @@ Fixtures (all function-scoped):
   parametrized over two engines: "sqlite" (a file under tmp_path) and "postgresql" (a
   throwaway database `tongbu_test_<random>` created on the server at
   $TONGBU_TEST_POSTGRES_URL, default postgresql+asyncpg://postgres@127.0.0.1:5432/test,
-  dropped afterwards). Each is a copy of a template the test process migrates once per
-  engine (a file copy; CREATE DATABASE ... TEMPLATE), which saves every test the
-  migrations' DDL. Postgres params carry the `postgresql` mark: `pytest -m "not
+  dropped when the test process ends). Each is a copy of a template the test process
+  migrates once per engine (a file copy; CREATE DATABASE ... TEMPLATE), which saves every
+  test the migrations' DDL; PostgreSQL copies are emptied and reused (_Templates). Postgres
+  params carry the `postgresql` mark: `pytest -m "not
   postgresql"` runs SQLite only. PostgreSQL is always present in CI, so a missing server
   fails rather than skips.
 - `empty_database_url`: the same, but empty: for tests of the migrations themselves.
@@ -40,13 +41,15 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from argon2 import profiles as argon2_profiles
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from classroom.config import Settings
 from classroom.db import close_database, open_database
 from classroom.models import UserRole
-from classroom.users import create_user, issue_token
+from classroom.schema import METADATA
+from classroom.users import create_user, issue_token, use_password_parameters
 from signaling.app import create_app
 from signaling.appkeys import DB
 
@@ -60,6 +63,10 @@ HeadersFor = Callable[..., Awaitable[dict[str, str]]]
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "postgresql: runs against a throwaway PostgreSQL database")
+    # The suite makes a few thousand accounts and signs in thousands of times: at the real
+    # argon2 cost (~0.15 s of CPU each) that was minutes of the suite's CPU. Servers the tests
+    # start as subprocesses keep the real cost (tests/test_lockout.py checks it).
+    use_password_parameters(argon2_profiles.CHEAPEST)
 
 
 # The files that take longest (real agents, real lesson clocks, a browser, many
@@ -104,10 +111,11 @@ def _asyncpg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def _admin(sql: str) -> None:
+async def _admin(*statements: str) -> None:
     conn = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL))
     try:
-        await conn.execute(sql)
+        for sql in statements:
+            await conn.execute(sql)
     finally:
         await conn.close()
 
@@ -122,13 +130,18 @@ async def _migrated(url: str) -> None:
 
 class _Templates:
     """Per test process (xdist worker): one migrated database per engine, made when a
-    test first asks, copied for every test. Sync methods with their own short loops:
-    they run before a test's loop exists."""
+    test first asks. SQLite: a file copied for every test. PostgreSQL: copies of the
+    template kept in a pool, each emptied when its test is done (DELETE of every table and
+    its sequences restarted: 20 ms, where a new copy and a DROP took 0.3 s) and handed to
+    the next test. Sync methods with their own short loops: they run before a test's loop
+    exists."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.sqlite: Path | None = None
         self.postgres: str | None = None
+        self.idle: list[str] = []  # PostgreSQL databases migrated and empty
+        self.made: list[str] = []
 
     def sqlite_copy(self, to: Path) -> None:
         if self.sqlite is None:
@@ -137,20 +150,59 @@ class _Templates:
             self.sqlite = path  # closed: WAL checkpointed into the one file
         shutil.copyfile(self.sqlite, to)
 
-    def postgres_copy(self, name: str) -> None:
+    def postgres_database(self) -> str:
+        if self.idle:
+            return self.idle.pop()
         if self.postgres is None:
             template = f"tongbu_template_{secrets.token_hex(6)}"
             asyncio.run(_admin(f'CREATE DATABASE "{template}"'))
             asyncio.run(_migrated(_postgres_url(template)))
             self.postgres = template
+            self.made.append(template)
+        name = f"tongbu_test_{secrets.token_hex(6)}"
         # FILE_COPY: for a small database, a copy of its files beats writing it to WAL.
-        asyncio.run(
-            _admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.postgres}" STRATEGY FILE_COPY')
-        )
+        # No test needs a commit to survive a crash of the server: don't wait for the disk.
+        asyncio.run(_admin(
+            f'CREATE DATABASE "{name}" TEMPLATE "{self.postgres}" STRATEGY FILE_COPY',
+            f'ALTER DATABASE "{name}" SET synchronous_commit = off',
+        ))
+        self.made.append(name)
+        return name
+
+    def postgres_done(self, name: str) -> None:
+        """Empty it for the next test; a database that will not empty is dropped."""
+        try:
+            asyncio.run(_emptied(name))
+        except (asyncpg.PostgresError, OSError):
+            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            self.made.remove(name)
+        else:
+            self.idle.append(name)
 
     def drop(self) -> None:
-        if self.postgres is not None:
-            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{self.postgres}" WITH (FORCE)'))
+        for name in reversed(self.made):
+            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _emptied(name: str) -> None:
+    """Every row gone and every sequence restarted, as in a fresh copy of the template.
+    Connections a test left behind are ended first, so none writes into the next test."""
+    conn = await asyncpg.connect(_asyncpg_dsn(_postgres_url(name)))
+    try:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        await conn.execute("SET lock_timeout = '5s'")
+        async with conn.transaction():
+            for table in reversed(METADATA.sorted_tables):  # children before parents
+                await conn.execute(f'DELETE FROM "{table.name}"')
+            for (sequence,) in await conn.fetch(
+                "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'"
+            ):
+                await conn.execute(f'ALTER SEQUENCE "{sequence}" RESTART')
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -169,11 +221,13 @@ def _database(engine: str, tmp_path: Path, templates: _Templates | None) -> Iter
             templates.sqlite_copy(path)
         yield f"sqlite+aiosqlite:///{path}"
         return
-    name = f"tongbu_test_{secrets.token_hex(6)}"
     if templates is not None:
-        templates.postgres_copy(name)
-    else:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+        name = templates.postgres_database()
+        yield _postgres_url(name)
+        templates.postgres_done(name)
+        return
+    name = f"tongbu_test_{secrets.token_hex(6)}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
     try:
         yield _postgres_url(name)
     finally:

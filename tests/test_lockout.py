@@ -9,6 +9,8 @@ without re-enabling bringing the old ones back.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime
 
 import pytest
@@ -199,3 +201,15 @@ async def test_a_user_disabled_outside_the_api_is_refused_at_the_next_request(
             headers=headers,
         )  # fmt: skip
         assert changed.status == 401
+
+
+def test_a_real_process_hashes_passwords_at_full_cost() -> None:
+    """The suite hashes with argon2's cheapest parameters (tests/conftest.py); a process
+    that is not the test process must use RFC 9106's: argon2id, 64 MiB, 3 passes, 4 lanes."""
+    code = (
+        "import asyncio; from classroom.users import hash_password; "
+        "print(asyncio.run(hash_password('a-long-password')))"
+    )
+    made = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert made.stdout.startswith("$argon2id$v=19$m=65536,t=3,p=4$"), made.stdout
