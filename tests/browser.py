@@ -131,12 +131,20 @@ class DemoRun:
         return self.log.read_text(errors="replace")
 
     def stop(self, timeout: float = 20.0) -> int | None:
-        """Ctrl-C, as a user would; the group (demo and its agents) is killed if it lingers."""
+        """Ctrl-C, as a user would: the first ends the lesson and finalises its recording,
+        after which the demo keeps serving the replay (REPLAY_URL) until a second Ctrl-C.
+        The group (demo and its agents) is killed if it lingers."""
         if self.process.poll() is not None:
             return self.process.returncode
+        deadline = time.monotonic() + timeout
         try:
             os.killpg(self.process.pid, signal.SIGINT)
-            self.process.wait(timeout)
+            while self.process.poll() is None and time.monotonic() < deadline:
+                if "REPLAY_URL=" in self.output():
+                    os.killpg(self.process.pid, signal.SIGINT)
+                    break
+                time.sleep(0.1)
+            self.process.wait(max(0.1, deadline - time.monotonic()))
         except ProcessLookupError:
             pass
         except subprocess.TimeoutExpired:
