@@ -107,6 +107,7 @@ async def eventually(
     accept: Callable[[Any], object],
     within: float,
     what: str,
+    interval: float = 0.3,
 ) -> Any:
     """Poll an async probe (usually page.evaluate) until `accept` holds; say what never did."""
     deadline = time.monotonic() + within
@@ -116,7 +117,7 @@ async def eventually(
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within:.0f} s waiting for {what}: {value}")
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(interval)
 
 
 async def until(probe: Callable[[], Awaitable[Any]], within: float, what: str) -> Any:

@@ -186,6 +186,23 @@ EXPECTED_CONTROLS = r"""
 """
 
 
+# True once the DOM has not changed for QUIET_MS since the first call, or MAX_WAIT_MS after
+# it (a live page's clock or meters may never rest).
+SETTLED = r"""
+(() => {
+  const QUIET_MS = 250, MAX_WAIT_MS = 2000;
+  const now = performance.now();
+  if (!window.__settle) {
+    window.__settle = { first: now, last: now };
+    new MutationObserver(() => { window.__settle.last = performance.now(); }).observe(
+      document, { subtree: true, childList: true, characterData: true, attributes: true });
+    return false;
+  }
+  return now - window.__settle.last >= QUIET_MS || now - window.__settle.first >= MAX_WAIT_MS;
+})()
+"""
+
+
 async def data_strings(server: LiveServer) -> list[str]:
     """Every string the database gave the API that holds a Chinese character, longest
     first (so 城关一中 is taken out of a line before 城关 could be)."""
@@ -215,14 +232,12 @@ async def open_page(context: Any, base: str, page: Page, lang: str) -> Any:
     path, _, hash_ = page.path.partition("#")
     await tab.goto(f"{base}{path}{query}{'#' + hash_ if hash_ else ''}")
     # Polled with evaluate: the pages' CSP forbids the eval that wait_for_function uses.
+    # Drawn, then settled: a status line or a list may be drawn after the last answer.
+    drawn = f"document.body.classList.contains('with-nav') && ({page.ready})"
     await eventually(
-        lambda: tab.evaluate(f"document.body.classList.contains('with-nav') && ({page.ready})"),
-        bool,
-        20,
-        f"{page.path} drawn",
+        lambda: tab.evaluate(f"({drawn}) && {SETTLED}"), bool, 20, f"{page.path} drawn",
+        interval=0.05,
     )
-    await tab.wait_for_load_state("networkidle")
-    await tab.wait_for_timeout(300)  # a status line or a list drawn after the last answer
     return tab
 
 
