@@ -34,6 +34,7 @@ import os
 import secrets
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -131,15 +132,16 @@ async def _migrated(url: str) -> None:
 class _Templates:
     """Per test process (xdist worker): one migrated database per engine, made when a
     test first asks. SQLite: a file copied for every test. PostgreSQL: copies of the
-    template kept in a pool, each emptied when its test is done (DELETE of every table and
-    its sequences restarted: 20 ms, where a new copy and a DROP took 0.3 s) and handed to
-    the next test. Sync methods with their own short loops: they run before a test's loop
+    template kept in a pool, each put back as the template left it when its test is done
+    (_Seed.restore: 20 ms, where a new copy and a DROP took 0.3 s) and handed to the next
+    test. Sync methods with their own short loops: they run before a test's loop
     exists."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.sqlite: Path | None = None
         self.postgres: str | None = None
+        self.seed: _Seed | None = None
         self.idle: list[str] = []  # PostgreSQL databases migrated and empty
         self.made: list[str] = []
 
@@ -157,6 +159,7 @@ class _Templates:
             template = f"tongbu_template_{secrets.token_hex(6)}"
             asyncio.run(_admin(f'CREATE DATABASE "{template}"'))
             asyncio.run(_migrated(_postgres_url(template)))
+            self.seed = asyncio.run(_Seed.read(template))
             self.postgres = template
             self.made.append(template)
         name = f"tongbu_test_{secrets.token_hex(6)}"
@@ -170,9 +173,10 @@ class _Templates:
         return name
 
     def postgres_done(self, name: str) -> None:
-        """Empty it for the next test; a database that will not empty is dropped."""
+        """Back as the template left it, for the next test; if that fails, dropped."""
+        assert self.seed is not None
         try:
-            asyncio.run(_emptied(name))
+            asyncio.run(self.seed.restore(name))
         except (asyncpg.PostgresError, OSError):
             asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             self.made.remove(name)
@@ -184,25 +188,59 @@ class _Templates:
             asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-async def _emptied(name: str) -> None:
-    """Every row gone and every sequence restarted, as in a fresh copy of the template.
-    Connections a test left behind are ended first, so none writes into the next test."""
-    conn = await asyncpg.connect(_asyncpg_dsn(_postgres_url(name)))
-    try:
-        await conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        await conn.execute("SET lock_timeout = '5s'")
-        async with conn.transaction():
-            for table in reversed(METADATA.sorted_tables):  # children before parents
-                await conn.execute(f'DELETE FROM "{table.name}"')
-            for (sequence,) in await conn.fetch(
-                "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'"
-            ):
-                await conn.execute(f'ALTER SEQUENCE "{sequence}" RESTART')
-    finally:
-        await conn.close()
+@dataclass
+class _Seed:
+    """What the migrations left in the template: the rows they seed (a default rubric) and
+    where each sequence stands."""
+
+    rows: dict[str, tuple[list[str], list[tuple[Any, ...]]]]
+    sequences: dict[str, int | None]
+
+    @classmethod
+    async def read(cls, name: str) -> _Seed:
+        conn = await asyncpg.connect(_asyncpg_dsn(_postgres_url(name)))
+        try:
+            rows = {}
+            for table in METADATA.sorted_tables:
+                records = await conn.fetch(f'SELECT * FROM "{table.name}"')
+                if records:
+                    rows[table.name] = (list(records[0].keys()), [tuple(r) for r in records])
+            sequences = {
+                r["sequencename"]: r["last_value"]
+                for r in await conn.fetch(
+                    "SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = 'public'"
+                )
+            }
+            return cls(rows, sequences)
+        finally:
+            await conn.close()
+
+    async def restore(self, name: str) -> None:
+        """Every row a test wrote gone, the seeded ones back, every sequence where it was.
+        Connections the test left behind are ended first, so none writes into the next test."""
+        conn = await asyncpg.connect(_asyncpg_dsn(_postgres_url(name)))
+        try:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            await conn.execute("SET lock_timeout = '5s'")
+            async with conn.transaction():
+                for table in reversed(METADATA.sorted_tables):  # children before parents
+                    await conn.execute(f'DELETE FROM "{table.name}"')
+                for table in METADATA.sorted_tables:
+                    if table.name in self.rows:
+                        columns, records = self.rows[table.name]
+                        await conn.copy_records_to_table(
+                            table.name, records=records, columns=columns
+                        )
+                for sequence, last in self.sequences.items():
+                    if last is None:  # never used
+                        await conn.execute(f'ALTER SEQUENCE "{sequence}" RESTART')
+                    else:
+                        await conn.execute("SELECT setval($1, $2)", f'"{sequence}"', last)
+        finally:
+            await conn.close()
 
 
 @pytest.fixture(scope="session")
