@@ -311,10 +311,12 @@ async def test_room_dropping_for_ten_seconds_leaves_one_file_with_a_gap(tmp_path
         try:
             await assert_video_advancing(agents[1], lesson.main_classroom_id, within=30)
             await asyncio.sleep(2)
+            left = time.monotonic()
             await agents[1].stop()
             await asyncio.sleep(10)
             agents.append(start_agent("rural-again", server.base_url, room_token, tmp_path))
             await assert_video_advancing(agents[2], lesson.main_classroom_id, within=30)
+            away_ms = (time.monotonic() - left) * 1000  # an agent starts in 2-8 s: load
             await asyncio.sleep(2)
             await api.call("POST", f"/lessons/{lid}/end")
             entry = await wait_for_entry(api, lid, {"room_video"}, within=20)
@@ -329,7 +331,9 @@ async def test_room_dropping_for_ten_seconds_leaves_one_file_with_a_gap(tmp_path
         restarts = sum(1 for a, b in itertools.pairwise(codes) if b.counter < a.counter)
         assert restarts == 1
         gap = max((b.timestamp_ms - a.timestamp_ms) for a, b in itertools.pairwise(codes))
-        assert 9000 < gap < 16000, f"gap of {gap} ms"
+        # At least the ten seconds it was gone; at most until its video was seen again
+        # (+2 s: its own camera reaches the recorder just after it sees the main room).
+        assert 9000 < gap <= away_ms + 2000, f"gap of {gap} ms, away {away_ms:.0f} ms"
         manifest = json.loads((tmp_path / "data" / "recordings" / str(lid) / "final" /
                                "manifest.json").read_text())
         assert manifest["state"] in ("partial", "done")
