@@ -1,11 +1,12 @@
-"""The statistics page (/admin/stats) in a real Chromium, on lessons that really ran.
+"""The statistics page (/admin/stats) in a real Chromium.
 
-A real server (tests/live_harness.py) with the link sampler at 1 s. This week: a short
-lesson taught by two `tongbu agent` processes (main and one receiving room), whose
-receiving box is killed mid-lesson and comes back, ended by hand; and a lesson nobody
-joined. Last week: a lesson of the same pairing whose attendance rows are written by the
-server's own attendance functions and summarised by `summarise_lesson`. The server
-summarises this week's lessons itself.
+A real server (tests/live_harness.py). This week: a short lesson whose receiving room
+dropped and came back, and a lesson nobody joined, which the server summarises itself.
+Last week: a lesson of the same pairing the receiving room left early. Their attendance
+rows and link samples are written by the server's own functions (classroom/attendance.py,
+classroom/link_samples.py) and summarised by `summarise_lesson`; that real agents make
+such rows is tests/test_link_quality.py's to show (it ran the same lesson here too, for
+50 s of the suite, before).
 
 An admin opens the page with no query (a first visit: the last eight weeks), sees in the
 table the very numbers GET /api/v1/statistics answers, and the charts with their data
@@ -34,14 +35,14 @@ import pytest
 
 from classroom import attendance
 from classroom.lesson_stats import GROUP_COLUMNS, stored_summary, summarise_lesson
+from classroom.link_samples import Sample, insert_samples
 from signaling.appkeys import DB
 from signaling.services.quality_sampler import STATISTICS
 from tests.browser import chromium_available, launch_chromium
-from tests.live_harness import join_token, running_server, start_agent, stop_all, wait_for
+from tests.live_harness import running_server
 from tests.page_session import LAPTOP, add_user, screenshot
 from tests.test_admin_browser import signed_in_page, until
-from tests.test_link_quality import connected, short_lesson
-from tests.test_live_lesson import assert_video_advancing
+from tests.test_link_quality import short_lesson
 
 playwright_api = pytest.importorskip("playwright.async_api")
 
@@ -91,49 +92,64 @@ async def browser() -> AsyncIterator[Any]:
             await chromium.close()
 
 
-async def run_lessons(server: Any, workdir: Path) -> dict[str, Any]:
-    """This week's real lesson (a drop and a return) and an empty one; last week's lesson
-    from attendance rows. Returns their ids and rooms once every summary is stored."""
+async def lesson_as_the_server_records_it(
+    server: Any,
+    lesson: dict[str, Any],
+    start: datetime,
+    seconds: float,
+    rural_gap: tuple[float, float],
+) -> None:
+    """Start and end `lesson` (open already), and write its rooms' attendance rows and link samples
+    through the functions the server itself writes them with: the main room throughout,
+    the receiving room dropping for `rural_gap` (seconds after the start) and coming back.
+    A real lesson writing these through real agents is tests/test_link_quality.py's."""
+    api = server.api
+    for step in ("start", "end"):
+        await api.call("POST", f"/lessons/{lesson['id']}/{step}")
+    end = start + timedelta(seconds=seconds)
+    main_id, rural_id = lesson["main"], lesson["rural"][0]
+    gone, back = (start + timedelta(seconds=t) for t in rural_gap)
+    visits = [
+        (main_id, "main", start - timedelta(seconds=2), end, "lesson_ended"),
+        (rural_id, "receiving", start - timedelta(seconds=1), gone, "closed"),
+        (rural_id, "receiving", back, end, "lesson_ended"),
+    ]
+    samples = []
+    async with server.app[DB]() as db:
+        for room, role, joined, left, cause in visits:
+            await attendance.open_room_session(db, lesson["id"], room, role, joined)
+            await attendance.close_room_session(db, lesson["id"], room, left, cause)
+            at = joined + timedelta(seconds=SAMPLE_S)
+            while at <= left:
+                samples += [
+                    Sample(lesson["id"], room, at, direction, SAMPLE_S, bitrate_kbps=420.0,
+                           packets=60, packets_lost=1, jitter_ms=4.0, rtt_ms=12.0, freezes=0,
+                           freeze_ms=0, keyframe_requests=0)
+                    for direction in ("up", "down")
+                ]  # fmt: skip
+                at += timedelta(seconds=SAMPLE_S)
+        await insert_samples(db, samples)
+        await summarise_lesson(db, lesson["id"])
+
+
+async def run_lessons(server: Any) -> dict[str, Any]:
+    """This week: a lesson whose receiving room dropped and came back, and one nobody
+    joined (ended by hand, summarised by the server itself); last week: a lesson of the
+    same pairing the receiving room left early. Returns their ids and rooms once every
+    summary is stored."""
     api = server.api
     server.app[STATISTICS].set_intervals(sample=SAMPLE_S, sweep=1.0)
     now = datetime.now(UTC).replace(microsecond=0)
     empty = await short_lesson(
         api, tag="空", receiving=1, start=now - timedelta(seconds=40), seconds=35
     )
-    start = now + timedelta(seconds=15)
+    await api.call("POST", f"/lessons/{empty['id']}/end", {"reason": "nobody came"})
+    start = now - timedelta(seconds=40)
     lesson = await short_lesson(api, tag="课", receiving=1, start=start, seconds=36)
-    lid, main_id, rural_id = lesson["id"], lesson["main"], lesson["rural"][0]
-    main = start_agent(
-        "main", server.base_url, await join_token(api, lid, "main", main_id), workdir
-    )
-    rural = start_agent(
-        "rural", server.base_url, await join_token(api, lid, "receiving", rural_id), workdir
-    )
-    agents = [main, rural]
-    try:
-        await assert_video_advancing(rural, main_id, within=60)
-        await api.call("POST", f"/lessons/{empty['id']}/end", {"reason": "nobody came"})
-        wait = (start + timedelta(seconds=10) - datetime.now(UTC)).total_seconds()
-        await asyncio.sleep(max(0.0, wait))
-        rural.process.kill()  # the box dies: no goodbye
-        await wait_for(lambda: not connected(server, lid, rural_id), 15, "the drop seen")
-        await asyncio.sleep(2)
-        back = start_agent(
-            "rural-again",
-            server.base_url,
-            await join_token(api, lid, "receiving", rural_id),
-            workdir,
-        )
-        agents.append(back)
-        await wait_for(lambda: connected(server, lid, rural_id), 30, "the room back")
-        await assert_video_advancing(back, main_id)
-        end = start + timedelta(seconds=37)
-        await asyncio.sleep(max(0.0, (end - datetime.now(UTC)).total_seconds()))
-        await api.call("POST", f"/lessons/{lid}/end", {"reason": "bell"})
-    finally:
-        await stop_all(agents)
+    await lesson_as_the_server_records_it(server, lesson, start, 36, rural_gap=(10, 14))
+    lid = lesson["id"]
 
-    # Last week, same pairing and rooms: rows as the server writes them, then summarised.
+    # Last week, same pairing and rooms: the receiving room left after 15 of 40 minutes.
     week_ago = start - timedelta(days=7)
     earlier = await api.call(
         "POST",
@@ -152,7 +168,8 @@ async def run_lessons(server: Any, workdir: Path) -> dict[str, Any]:
     for step in ("open", "start", "end"):
         await api.call("POST", f"/lessons/{earlier['id']}/{step}")
     async with server.app[DB]() as db:
-        rows = ((main_id, "main", 0, 40, "lesson_ended"), (rural_id, "receiving", 2, 15, "closed"))
+        rows = ((lesson["main"], "main", 0, 40, "lesson_ended"),
+                (lesson["rural"][0], "receiving", 2, 15, "closed"))  # fmt: skip
         for room, role, joined, left, cause in rows:
             at = week_ago + timedelta(minutes=joined)
             await attendance.open_room_session(db, earlier["id"], room, role, at)
@@ -165,12 +182,10 @@ async def run_lessons(server: Any, workdir: Path) -> dict[str, Any]:
     while True:
         async with server.app[DB]() as db:
             summaries = [await stored_summary(db, i) for i in ids]
-        current = all(s is not None for s in summaries)
-        if current and summaries[0].rooms_joined == 2:  # type: ignore[union-attr]
+        if all(s is not None for s in summaries):
             break
         assert time.monotonic() < deadline, "the server never summarised the lessons"
         await asyncio.sleep(0.5)
-    await server.app[STATISTICS].writer.drain()
     verdicts = {i: s.verdict for i, s in zip(ids, summaries, strict=True)}  # type: ignore[union-attr]
     assert verdicts == {lid: "held", empty["id"]: "missed", earlier["id"]: "partial"}
     return {**lesson, "empty": empty["id"], "earlier": earlier["id"]}
@@ -221,7 +236,7 @@ def assert_table_is_the_api(shown: dict[str, dict[str, str]], answer: dict[str, 
 
 async def test_admin_reads_the_statistics_of_lessons_that_ran(tmp_path: Path, browser: Any) -> None:
     async with running_server(tmp_path / "data") as server:
-        ran = await run_lessons(server, tmp_path)
+        ran = await run_lessons(server)
         page = await signed_in_page(
             browser, server.base_url, viewport=LAPTOP, accept_downloads=True
         )
