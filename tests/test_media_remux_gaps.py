@@ -22,7 +22,7 @@ import pytest
 from classroom.agent.encoder import VideoEncoder
 from classroom.agent.testpattern import PatternRenderer, read_pattern_frame
 from recorder.capture.packetlog import PacketLogWriter, TrackMeta
-from recorder.finalise.remux import find_room_logs, remux_room
+from recorder.finalise.remux import find_room_logs, h264_extradata, remux_room, split_annexb
 
 FPS = 15
 US = 1_000_000
@@ -202,3 +202,27 @@ def test_frames_that_go_back_in_time_are_dropped_and_the_file_stays_whole(
     times = [t for t, _c in pictures]
     assert times == sorted(times) and len(pictures) == len(packets) == 25
     assert [c for _t, c in pictures][:20] == list(range(20))
+
+
+def test_a_capture_that_begins_on_an_idr_without_its_sps_and_pps_starts_at_the_next_keyframe(
+    tmp_path: Path,
+) -> None:
+    """The capture began between the SPS/PPS packets of frame 0 and its IDR slice: frame 0
+    is flagged a keyframe but no MP4 can begin with it. Starting there used to lose the
+    room's whole file (an avcC needs the SPS and PPS)."""
+    capture = tmp_path / "capture"
+    capture.mkdir()
+    frames = video_log("h264", list(range(45)))  # keyframes at 0, 15 and 30
+    first_pts, first_key, first_data = frames[0]
+    assert first_key and h264_extradata(first_data) is not None
+    idr_only = b"".join(b"\x00\x00\x00\x01" + unit for unit in split_annexb(first_data)
+                        if unit[0] & 0x1F not in (7, 8))
+    assert h264_extradata(idr_only) is None
+    write_log(capture, "video", 0, "video/H264", [(first_pts, True, idr_only), *frames[1:]])
+    (room,) = find_room_logs(capture).values()
+    result = remux_room(room, tmp_path / "out")
+    assert result.offset_s == pytest.approx(15 / FPS)  # the file begins at frame 15
+    assert result.video_frames == 30 and result.dropped == 15
+    assert (result.width, result.height) == (320, 180)
+    pictures, _packets, _audio = read_back(tmp_path / "out" / f"room-{ROOM}.mp4")
+    assert [c for _t, c in pictures] == list(range(15, 45))

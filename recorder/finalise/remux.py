@@ -221,6 +221,16 @@ def opus_channels(packets: Iterable[bytes]) -> int:
     return 2 if any(p and p[0] & 0x04 for p in packets) else 1
 
 
+def _starts_a_file(track: TrackLogs, frame: LoggedFrame) -> bool:
+    """A keyframe an MP4 can begin with. An H.264 one must carry its SPS and PPS (the avcC
+    is made of them): a capture that began between the SPS/PPS packets and the IDR's holds
+    an IDR alone, and starting there lost the room's whole file (seen in
+    tests/test_auto_agents.py). The frames before the first such keyframe are left out."""
+    if not frame.keyframe:
+        return False
+    return track.codec != "video/h264" or h264_extradata(frame.data) is not None
+
+
 def _video_size(track: TrackLogs, keyframe: bytes) -> tuple[int, int]:
     meta = track.metas[0]
     if meta.width and meta.height:
@@ -387,7 +397,7 @@ def remux_room(room: RoomLogs, out_dir: Path, *, faststart: bool = True,
     # --- peek: the first keyframe of each video track, the first frames' times
     video_tracks: list[tuple[TrackLogs, LoggedFrame]] = []
     for track in room.video if video_files else []:
-        key = next((f for f in _frames(track) if f.keyframe), None)
+        key = next((f for f in _frames(track) if _starts_a_file(track, f)), None)
         if key is not None:
             video_tracks.append((track, key))
     firsts: list[int] = []
@@ -508,10 +518,10 @@ def _merged(room: RoomLogs, video_tracks: list[tuple[TrackLogs, LoggedFrame]], z
     ties in time go video first (the sequence number keeps the sort off the frames).
     """
     sources: list[Iterator[tuple[int, int, str, int, LoggedFrame, int]]] = []
-    for index, (track, _key) in enumerate(video_tracks):
+    for index, (track, key) in enumerate(video_tracks):
         sources.append(
             (f.pts_us, seq, "video", index, f, d)
-            for seq, (f, d) in enumerate(_video_frames(track, result))
+            for seq, (f, d) in enumerate(_video_frames(track, result, key.pts_us))
         )
     if room.audio is not None:
         sources.append(
@@ -526,14 +536,16 @@ def _merged(room: RoomLogs, video_tracks: list[tuple[TrackLogs, LoggedFrame]], z
         yield kind, index, frame, duration
 
 
-def _video_frames(track: TrackLogs, result: RoomRemux) -> Iterator[tuple[LoggedFrame, int]]:
-    """Video frames from the first keyframe of each part, times only moving forward."""
+def _video_frames(track: TrackLogs, result: RoomRemux, start_us: int
+                  ) -> Iterator[tuple[LoggedFrame, int]]:
+    """Video frames from `start_us` (the keyframe the file begins with) and from the first
+    keyframe of each part, times only moving forward."""
     def frames() -> Iterator[LoggedFrame]:
         last = -1
         for path in track.parts:
             waiting = True  # a part's first frames are useless until its keyframe
             for frame in iter_packet_log(path):
-                if waiting and not frame.keyframe:
+                if frame.pts_us < start_us or (waiting and not frame.keyframe):
                     result.dropped += 1
                     continue
                 waiting = False
