@@ -72,7 +72,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # The files that take longest (real agents, real lesson clocks, a browser, many
 # subprocesses), longest first as measured on the 2-core CI box. scripts/test hands whole
-# files to two workers in collection order (--dist loadfile --no-loadscope-reorder), so
+# files to its workers in collection order (--dist loadfile --no-loadscope-reorder), so
 # these start first and the many quick files fill the gaps at the end: longest first keeps
 # one worker from starting a two-minute file while the other has nothing left. (xdist's
 # default order, most tests first, ran these single-test files last.) Only the order
