@@ -23,6 +23,7 @@ By hand (root):
     .venv/bin/python -m bench.line up --profile teaching-point --name tb-rural
     ip netns exec tb-rural .venv/bin/tongbu agent --server http://10.231.7.1:8080 ...
     .venv/bin/python -m bench.line outage --name tb-rural --seconds 10
+    .venv/bin/python -m bench.line echo --profile bad-day    # what a line does, measured
 
 In code: `with EmulatedLine.up(PROFILES["teaching-point"]) as line:` then run the box with
 `line.exec_prefix`, and reach the host at `line.host_ip`.
@@ -335,6 +336,58 @@ class EmulatedLine:
             self.control.with_suffix(suffix).unlink(missing_ok=True)
 
 
+# ------------------------------------------------------------------ a measure of it
+
+_ECHO_CLIENT = r"""
+import socket, sys, time
+host, count = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.5)
+for i in range(count):
+    sent = time.monotonic(); s.sendto(str(i).encode(), (host, 9999))
+    try:
+        while int(s.recvfrom(64)[0]) != i: pass
+        print((time.monotonic() - sent) * 1000, flush=True)
+    except socket.timeout:
+        print(-1, flush=True)
+    time.sleep(0.02)
+"""
+
+
+def echo(profile: Profile, count: int) -> tuple[list[float], int]:
+    """UDP echoes from inside the namespace to the host: the round trips that came back
+    (ms, as an application reads them: after both directions' delays) and how many did
+    not. (`ping` reads the kernel's arrival stamp, taken before the downlink's delay.)"""
+    import socket
+    import threading
+
+    with EmulatedLine.up(profile) as line:
+        server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        server.bind((line.host_ip, 9999))
+        server.settimeout(0.2)
+        done = threading.Event()
+
+        def answer() -> None:
+            while not done.is_set():
+                try:
+                    data, peer = server.recvfrom(64)
+                except TimeoutError:
+                    continue
+                server.sendto(data, peer)
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        try:
+            out = subprocess.run([*line.exec_prefix, sys.executable, "-c", _ECHO_CLIENT,
+                                  line.host_ip, str(count)], capture_output=True, text=True,
+                                 check=True).stdout
+        finally:
+            done.set()
+            thread.join(2)
+            server.close()
+    rtts = [float(x) for x in out.split()]
+    return [r for r in rtts if r >= 0], sum(1 for r in rtts if r < 0)
+
+
 # ------------------------------------------------------------------ command line
 
 
@@ -348,12 +401,22 @@ def main(argv: list[str] | None = None) -> None:
     shape = sub.add_parser("shape", help="(inside the namespace) the NFQUEUE shaper")
     shape.add_argument("--spec", required=True)
     shape.add_argument("--control", type=Path, required=True)
+    measure = sub.add_parser("echo", help="UDP echoes across a new line: round trip, loss")
+    measure.add_argument("--profile", choices=sorted(PROFILES), default="teaching-point")
+    measure.add_argument("--count", type=int, default=200)
     outage = sub.add_parser("outage", help="cut a running line for some seconds")
     outage.add_argument("--name", default="tb-line")
     outage.add_argument("--seconds", type=float, required=True)
     args = parser.parse_args(argv)
     if args.command == "shape":
         _run_shaper(json.loads(args.spec), args.control)
+    elif args.command == "echo":
+        import statistics
+
+        back, lost = echo(PROFILES[args.profile], args.count)
+        print(f"{args.profile}: round trip median {statistics.median(back):.1f} ms, "
+              f"p95 {statistics.quantiles(back, n=20)[-1]:.1f} ms; "
+              f"{lost} of {args.count} lost ({lost / args.count:.1%})")
     elif args.command == "outage":
         control = Path(f"/tmp/{args.name}.line")
         order = json.loads(control.read_text())
