@@ -353,37 +353,43 @@ for i in range(count):
 """
 
 
+@contextmanager
+def answering_echoes(host_ip: str, port: int = 9999) -> Iterator[None]:
+    """A UDP server on the host's end of a line that sends every datagram back."""
+    import socket
+    import threading
+
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind((host_ip, port))
+    server.settimeout(0.2)
+    done = threading.Event()
+
+    def answer() -> None:
+        while not done.is_set():
+            try:
+                data, peer = server.recvfrom(64)
+            except TimeoutError:
+                continue
+            server.sendto(data, peer)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(2)
+        server.close()
+
+
 def echo(profile: Profile, count: int) -> tuple[list[float], int]:
     """UDP echoes from inside the namespace to the host: the round trips that came back
     (ms, as an application reads them: after both directions' delays) and how many did
     not. (`ping` reads the kernel's arrival stamp, taken before the downlink's delay.)"""
-    import socket
-    import threading
-
-    with EmulatedLine.up(profile) as line:
-        server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        server.bind((line.host_ip, 9999))
-        server.settimeout(0.2)
-        done = threading.Event()
-
-        def answer() -> None:
-            while not done.is_set():
-                try:
-                    data, peer = server.recvfrom(64)
-                except TimeoutError:
-                    continue
-                server.sendto(data, peer)
-
-        thread = threading.Thread(target=answer, daemon=True)
-        thread.start()
-        try:
-            out = subprocess.run([*line.exec_prefix, sys.executable, "-c", _ECHO_CLIENT,
-                                  line.host_ip, str(count)], capture_output=True, text=True,
-                                 check=True).stdout
-        finally:
-            done.set()
-            thread.join(2)
-            server.close()
+    with EmulatedLine.up(profile) as line, answering_echoes(line.host_ip):
+        out = subprocess.run([*line.exec_prefix, sys.executable, "-c", _ECHO_CLIENT,
+                              line.host_ip, str(count)], capture_output=True, text=True,
+                             check=True).stdout
     rtts = [float(x) for x in out.split()]
     return [r for r in rtts if r >= 0], sum(1 for r in rtts if r < 0)
 

@@ -15,13 +15,12 @@ import random
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from bench.line import PROFILES, Direction, EmulatedLine, Shaper, available
+from bench.line import PROFILES, Direction, EmulatedLine, Shaper, answering_echoes, available
 
 ECHO = r"""
 import socket, sys, time
@@ -61,6 +60,7 @@ def test_delays_stay_within_the_jitter_and_never_reorder() -> None:
     direction = Direction(delay_ms=50, jitter_ms=10)
     shaper = Shaper(direction, random.Random(3))
     sent = [i * 0.0005 for i in range(4000)]  # 2,000 packets/s: closer than the jitter
+    # A fake clock: the sending times are numbers given to the shaper, none is measured.
     released = [shaper.release_at(t) for t in sent]
     assert all(r is not None for r in released)
     assert released == sorted(released)
@@ -84,31 +84,11 @@ needs_line = pytest.mark.skipif(available() is not None, reason=f"{available()}"
 
 
 @pytest.fixture
-def echo_host() -> Iterator[tuple[EmulatedLine, socket.socket]]:
-    with EmulatedLine.up(PROFILES["teaching-point"], seed=11) as line:
-        server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        server.bind((line.host_ip, 9999))
-        server.settimeout(0.2)
-        running = True
-
-        def echo() -> None:
-            while running:
-                try:
-                    data, peer = server.recvfrom(64)
-                except TimeoutError:
-                    continue
-                except OSError:
-                    return
-                server.sendto(data, peer)
-
-        thread = threading.Thread(target=echo, daemon=True)
-        thread.start()
-        try:
-            yield line, server
-        finally:
-            running = False
-            thread.join(2)
-            server.close()
+def echo_host() -> Iterator[EmulatedLine]:
+    with EmulatedLine.up(PROFILES["teaching-point"], seed=11) as line, answering_echoes(
+        line.host_ip
+    ):
+        yield line
 
 
 def echoes(line: EmulatedLine, count: int, gap: float) -> subprocess.Popen[str]:
@@ -126,9 +106,9 @@ def rtts(process: subprocess.Popen[str]) -> list[tuple[float, float]]:
 @pytest.mark.netns
 @needs_line
 def test_a_teaching_point_line_delays_both_ways_and_loses_some(
-    echo_host: tuple[EmulatedLine, socket.socket],
+    echo_host: EmulatedLine,
 ) -> None:
-    line, _server = echo_host
+    line = echo_host
     answers = rtts(echoes(line, 150, 0.01))
     back = [r for r, _sent in answers if r >= 0]
     assert len(answers) == 150
@@ -141,9 +121,9 @@ def test_a_teaching_point_line_delays_both_ways_and_loses_some(
 @pytest.mark.netns
 @needs_line
 def test_nothing_crosses_an_outage_and_the_line_comes_back(
-    echo_host: tuple[EmulatedLine, socket.socket],
+    echo_host: EmulatedLine,
 ) -> None:
-    line, _server = echo_host
+    line = echo_host
     line.outage(3.0)
     cut = time.monotonic()
     answers = rtts(echoes(line, 30, 0.1))  # 30 × (0.1 s + up to 0.4 s): outlives the cut
