@@ -226,3 +226,17 @@ def test_opus_packets_come_out_whole_in_order_after_reordering_and_a_loss() -> N
     decoder.layout = "mono"
     samples = sum(d.samples for f in got for d in decoder.decode(av.Packet(f.data)))
     assert samples == 960 * len(expected)
+
+
+def test_a_stream_joined_after_an_idrs_parameter_sets_waits_for_a_whole_keyframe() -> None:
+    """The first packet seen is the IDR of frame 0, its SPS and PPS (a STAP-A) gone before:
+    an IDR alone decodes to nothing and no muxer takes it (a room's recording and the
+    live broadcast were lost that way), so the wait goes on to frame 15's keyframe."""
+    frames = agent_frames("h264", 320, 180, 31)
+    stream = packetise("h264", frames)
+    assert stream[0][0].payload[0] & 0x1F == 24  # STAP-A: SPS and PPS
+    assembler = FrameAssembler("video/H264", max_delay=0.1)
+    got = push_all(assembler, stream, {(0, 0)})
+    originals = [annexb(f) for f in frames]
+    assert [originals.index(g) for g in got] == list(range(15, 31))
+    assert counters_of("h264", got) == list(range(15, 31))

@@ -7,7 +7,9 @@ bit, a short reorder window so NACK retransmissions (which arrive late, on the m
 the server negotiates no RTX) can still fill a hole, and explicit loss handling. A frame
 with a hole is never emitted: it is dropped and, for video, every frame up to the next
 keyframe too (a decoder would show garbage until then); `needs_keyframe` tells the owner
-to ask the publisher for one.
+to ask the publisher for one. An H.264 keyframe ends the wait only if it carries its SPS
+and PPS: a stream joined (or lost) between a picture's parameter-set packets and its IDR
+gives an IDR nothing can decode or mux on its own (an MP4 or MPEG-TS muxer refuses it).
 
 Output: H.264 as Annex-B access units (4-byte start codes, as aiortc writes them), VP8 as
 raw frames, audio packets as they are (one packet, one frame).
@@ -26,6 +28,7 @@ from aiortc.rtp import RtpPacket
 
 _H264_IDR = 5
 _H264_SPS = 7
+_H264_PPS = 8
 _H264_STAP_A = 24
 _H264_FU_A = 28
 
@@ -69,6 +72,17 @@ def _h264_keyframe_part(payload: bytes) -> bool:
             pos += 2 + size
         return False
     return nal_type in (_H264_SPS, _H264_IDR)
+
+
+def _h264_has_parameter_sets(access_unit: bytes) -> bool:
+    """Does this Annex-B access unit carry an SPS and a PPS? (Only asked of a keyframe
+    that would end a wait, never on the hot path.)"""
+    types = set()
+    start = access_unit.find(b"\x00\x00\x01")
+    while start >= 0 and start + 3 < len(access_unit):
+        types.add(access_unit[start + 3] & 0x1F)
+        start = access_unit.find(b"\x00\x00\x01", start + 3)
+    return _H264_SPS in types and _H264_PPS in types
 
 
 def _h264_starts_frame(payload: bytes) -> bool:
@@ -295,12 +309,12 @@ class FrameAssembler:
         if broken or not parts:
             self.counters.dropped_frames += 1
             return
+        data = b"".join(parts)
         if self.needs_keyframe:
-            if not key:
+            if not key or (self._h264 and not _h264_has_parameter_sets(data)):
                 self.counters.dropped_frames += 1
                 return
             self.needs_keyframe = False
-        data = b"".join(parts)
         self.counters.frames += 1
         self.counters.bytes += len(data)
         if key:
