@@ -17,6 +17,7 @@ the page's own controls over three entries registered from real MP4 files.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 from pathlib import Path
@@ -515,6 +516,25 @@ async def check_filters(page: Any, base: str, ids: dict[str, int]) -> None:
     assert await shown(page, "kind 名师课堂") == [ids["古诗"]]
     await page.select_option("#kind", "")
     assert await shown(page, "no filter again") == everything
+
+    # Two choices in quick succession, the first one's answer arriving last: the page
+    # must end on the second (数学 and 李老师: nothing), not on the late 数学 cards.
+    async def late(route: Any) -> None:
+        await asyncio.sleep(1.5)
+        await route.continue_()
+
+    def subject_alone(url: str) -> bool:
+        return "/api/v1/library?" in url and "subject=" in url and "teacher=" not in url
+
+    await page.route(subject_alone, late)
+    await page.select_option("#subject", "数学")
+    await page.select_option("#teacher", "李老师")
+    assert await shown(page, "数学 then 李老师") == []
+    await asyncio.sleep(2)  # the late answer has arrived by now
+    assert await shown(page, "数学 then 李老师, after the late answer") == []
+    await page.unroute(subject_alone, late)
+    await page.click("#reset")
+    assert await shown(page, "after 清除条件 again") == everything
 
     # A date range of days, both ends included, submitted with Enter.
     await page.fill("#from", "2026-11-20")

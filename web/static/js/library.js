@@ -189,7 +189,12 @@ function showError(text) {
   $('summary').dataset.status = 'error';
 }
 
+// Each search's number: an answer that arrives after a newer search began is dropped, or
+// two choices made quickly could leave the first one's cards under the second's filters.
+let searches = 0;
+
 async function search() {
+  const mine = ++searches;
   const query = queryFromLocation();
   fillForm(query);
   // The login link comes back to this very search.
@@ -206,6 +211,7 @@ async function search() {
   last = { ...last, status: 'loading' };
   try {
     const page = await apiGet('/library', apiParams(query));
+    if (mine !== searches) return;
     last = { status: 'ready', total: page.total, items: page.items, error: null, query };
     $('results').replaceChildren(...page.items.map((entry) => renderCard(entry, t)));
     const pages = Math.max(1, Math.ceil(page.total / PAGE_SIZE));
@@ -219,6 +225,7 @@ async function search() {
     $('prev').disabled = query.page <= 1;
     $('next').disabled = query.page >= pages;
   } catch (error) {
+    if (mine !== searches) return;
     last = { status: 'error', total: 0, items: [], error: String(error), query };
     showError(errorText(t, error));
   }
