@@ -64,10 +64,10 @@ def test_delays_stay_within_the_jitter_and_never_reorder() -> None:
     released = [shaper.release_at(t) for t in sent]
     assert all(r is not None for r in released)
     assert released == sorted(released)
-    delays = [r - t for r, t in zip(released, sent, strict=True) if r is not None]
-    assert min(delays) >= 0.040 - 1e-9
-    assert max(delays) <= 0.060 + 0.0005 * 40  # the cap may push a packet past a late one
-    assert len({round(d, 4) for d in delays}) > 100  # jittered, not one constant
+    held = [r - t for r, t in zip(released, sent, strict=True) if r is not None]  # fake s
+    assert min(held) >= 0.040 - 1e-9
+    assert max(held) <= 0.060 + 0.0005 * 40  # the cap may push a packet past a late one
+    assert len({round(h, 4) for h in held}) > 100  # jittered, not one constant
 
 
 def test_an_outage_drops_everything_until_it_ends() -> None:
