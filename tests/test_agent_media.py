@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import os
 import signal
+import subprocess
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -435,7 +436,8 @@ def test_a_saved_reception_survives_the_agent_being_killed(tmp_path: Path) -> No
     if pid == 0:  # the "agent": writes 1.5 s at 30 fps (g=30: one full fragment), then dies
         saver = FrameSaver(path)
         for i in range(45):
-            saver.write(av.VideoFrame.from_ndarray(np.full((180, 320, 3), i * 5, np.uint8)))
+            saver.write(av.VideoFrame.from_ndarray(np.full((180, 320, 3), i * 5, np.uint8)),
+                        i / 30)
         os.kill(os.getpid(), signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
@@ -443,3 +445,33 @@ def test_a_saved_reception_survives_the_agent_being_killed(tmp_path: Path) -> No
         frames = [f.to_ndarray(format="gray") for f in container.decode(video=0)]
     assert len(frames) >= 30
     assert abs(float(frames[10].mean()) - 50) < 8  # the picture that was written
+
+
+def test_a_saved_reception_keeps_each_pictures_arrival_time_and_a_reconnection_its_own_file(
+    tmp_path: Path,
+) -> None:
+    """`--save` used to stamp every packet 0: after 1,501 frames the muxer refused the file
+    (`returned 22`) and the consuming task died unseen. Now each picture carries when it
+    arrived (a fake clock here: 2,000 pictures 1/30 s apart, with a 2 s freeze after the
+    1,000th), and a second saver for the same track (a reconnection) writes beside it."""
+    path = tmp_path / "received-mid1.mp4"
+    saver = FrameSaver(path)
+    arrivals = [i / 30 + (2.0 if i > 1000 else 0.0) for i in range(2000)]
+    for i, at in enumerate(arrivals):
+        saver.write(av.VideoFrame.from_ndarray(np.full((36, 64, 3), i % 250, np.uint8)), at)
+    saver.close()
+    again = FrameSaver(path)
+    again.write(av.VideoFrame.from_ndarray(np.zeros((36, 64, 3), np.uint8)), 100.0)
+    again.close()
+    assert again.path == tmp_path / "received-mid1-2.mp4" and again.path.exists()
+
+    with av.open(str(path)) as container:
+        times = [float(f.time) for f in container.decode(video=0)]
+    assert len(times) == 2000  # the whole file decodes
+    assert times == sorted(times)
+    assert times[-1] == pytest.approx(arrivals[-1], abs=0.001)  # a fake clock, exactly
+    assert times[1001] - times[1000] == pytest.approx(2.0 + 1 / 30, abs=0.001)
+    probe = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_entries",
+                            "stream=nb_read_frames", "-of", "csv=p=0", str(path)],
+                           capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "2000" and probe.stderr == ""

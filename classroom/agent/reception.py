@@ -14,6 +14,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -121,14 +122,23 @@ def count_received_bytes(receiver: RTCRtpReceiver, reception: TrackReception) ->
 
 
 class FrameSaver:
-    """Writes a received video track to an MP4 file (re-encoded: this is a debugging aid)."""
+    """Writes a received video track to an MP4 file (re-encoded: this is a debugging aid).
+
+    Each picture is stamped with when it arrived (90 kHz from the first), so the file plays
+    at the pace the room saw, freezes included; a reconnection's track goes to a new file
+    beside the first (`received-mid1-2.mp4`), never over it."""
+
+    TIME_BASE = Fraction(1, 90000)
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        self.path = _unused(path)
         self._container: av.container.OutputContainer | None = None
         self._stream: av.VideoStream | None = None
+        self._first: float | None = None
+        self._last_pts = -1
 
-    def write(self, frame: av.VideoFrame) -> None:
+    def write(self, frame: av.VideoFrame, arrived: float) -> None:
+        """`arrived`: time.monotonic() when the picture came."""
         if self._container is None or self._stream is None:  # both are set together
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Fragmented MP4, each packet flushed to the file: what was written stays
@@ -142,10 +152,16 @@ class FrameSaver:
             self._stream.width = frame.width
             self._stream.height = frame.height
             self._stream.pix_fmt = "yuv420p"
+            self._stream.codec_context.time_base = self.TIME_BASE
             self._stream.options = {"preset": "ultrafast", "tune": "zerolatency", "g": "30"}
+            self._first = arrived
         if (frame.width, frame.height) != (self._stream.width, self._stream.height):
             frame = frame.reformat(width=self._stream.width, height=self._stream.height)
-        frame.pts = None
+        assert self._first is not None
+        # Strictly increasing: two pictures in one tick still get their own stamps.
+        self._last_pts = max(self._last_pts + 1, round((arrived - self._first) * 90000))
+        frame.pts = self._last_pts
+        frame.time_base = self.TIME_BASE
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
 
@@ -156,6 +172,15 @@ class FrameSaver:
                     self._container.mux(packet)
             self._container.close()
             self._container = None
+
+
+def _unused(path: Path) -> Path:
+    """`path`, or the first `<stem>-N<suffix>` beside it that does not exist yet."""
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
 
 
 async def consume(track: MediaStreamTrack, reception: TrackReception,
@@ -185,7 +210,15 @@ async def consume(track: MediaStreamTrack, reception: TrackReception,
                     if latency < 60_000:
                         reception.latencies_ms.append(latency)
                 if saver is not None:
-                    await loop.run_in_executor(None, saver.write, frame)
+                    try:
+                        await loop.run_in_executor(None, saver.write, frame, now)
+                    except (av.FFmpegError, OSError, ValueError) as exc:
+                        # Loud, and the reception goes on: a broken file must not look
+                        # like a frozen picture in the stats.
+                        logger.error("--save: writing %s failed, no more frames saved: %r",
+                                     saver.path, exc)
+                        await loop.run_in_executor(None, saver.close)
+                        saver = None
             elif isinstance(frame, av.AudioFrame):
                 samples = frame.to_ndarray()
                 # interleaved stereo s16 from aiortc's Opus decoder: take one channel
