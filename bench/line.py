@@ -194,6 +194,13 @@ def _run_shaper(spec: dict[str, Any], control: Path) -> None:
 # ------------------------------------------------------------------ the controller
 
 
+def order_outage(control: Path, seconds: float) -> None:
+    """Tell a line's shaper (through its control file) to drop everything for `seconds`
+    from now; 0 ends an outage. A new `seq` is what makes the shaper read it."""
+    order = json.loads(control.read_text() or "{}")
+    control.write_text(json.dumps({"seq": order.get("seq", 0) + 1, "outage_s": seconds}))
+
+
 def _run(*args: str) -> None:
     done = subprocess.run(args, capture_output=True, text=True)
     if done.returncode != 0:
@@ -238,7 +245,6 @@ class EmulatedLine:
     box_ip: str
     control: Path
     shaper: subprocess.Popen[bytes] | None = None
-    _seq: int = 0
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
@@ -309,8 +315,7 @@ class EmulatedLine:
 
     def outage(self, seconds: float) -> None:
         """Nothing crosses the line, either way, for `seconds` from now."""
-        self._seq += 1
-        self.control.write_text(json.dumps({"seq": self._seq, "outage_s": seconds}))
+        order_outage(self.control, seconds)
 
     def set_rate(self, kbps: int) -> None:
         """Step both directions' rate (their queues stay as long in time)."""
@@ -424,10 +429,7 @@ def main(argv: list[str] | None = None) -> None:
               f"p95 {statistics.quantiles(back, n=20)[-1]:.1f} ms; "
               f"{lost} of {args.count} lost ({lost / args.count:.1%})")
     elif args.command == "outage":
-        control = Path(f"/tmp/{args.name}.line")
-        order = json.loads(control.read_text())
-        control.write_text(json.dumps({"seq": order.get("seq", 0) + 1,
-                                       "outage_s": args.seconds}))
+        order_outage(Path(f"/tmp/{args.name}.line"), args.seconds)
     else:
         with EmulatedLine.up(PROFILES[args.profile], args.name) as line:
             print(f"line {line.name} up ({args.profile}): the box is {line.box_ip}, "

@@ -20,7 +20,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.line import PROFILES, Direction, EmulatedLine, Shaper, answering_echoes, available
+from bench.line import (
+    PROFILES,
+    Direction,
+    EmulatedLine,
+    Profile,
+    Shaper,
+    answering_echoes,
+    available,
+)
 
 ECHO = r"""
 import socket, sys, time
@@ -136,10 +144,8 @@ def test_nothing_crosses_an_outage_and_the_line_comes_back(
 @pytest.mark.netns
 @needs_line
 def test_no_more_than_the_rate_gets_through() -> None:
-    profile = PROFILES["bad-day"]  # 1,000 kbit/s
-    clean = type(profile)("rate-only", profile.up.__class__(rate_kbps=1000, queue_ms=300),
-                          profile.down.__class__(rate_kbps=1000, queue_ms=300))
-    with EmulatedLine.up(clean) as line:
+    rate_only = Direction(rate_kbps=1000, queue_ms=300)  # bad-day's rate, nothing else
+    with EmulatedLine.up(Profile("rate-only", rate_only, rate_only)) as line:
         sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sink.bind((line.host_ip, 9998))
         sink.settimeout(0.5)
